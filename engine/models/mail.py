@@ -1,0 +1,96 @@
+"""What goes out: mailings, one send per recipient per mailing, and suppressed addresses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine.models.base import Base, Timestamped
+
+MAILING_STATUSES = ("planned", "sending", "sent", "failed")
+SEND_STATUSES = ("planned", "sending", "sent", "failed")
+
+
+class Mailing(Timestamped, Base):
+    __tablename__ = "mailings"
+    __table_args__ = (sa.CheckConstraint(f"status IN {MAILING_STATUSES}", name="status"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    # Natural key, e.g. "recruiters-2026-11-24": re-running the same mailing reuses its row.
+    key: so.Mapped[str] = so.mapped_column(sa.String(100), unique=True)
+    asm_group_id: so.Mapped[int]
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="planned")
+    scheduled_for: so.Mapped[datetime]
+    finished_at: so.Mapped[datetime | None]
+    # The plan: recipients per variant combination, stored for the record.
+    plan: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
+
+    sends: so.Mapped[list[Send]] = so.relationship(back_populates="mailing")
+
+
+class Send(Timestamped, Base):
+    """One email to one recruiter in one mailing: the unit of a trial for its three variants.
+
+    Outcome columns are derived from webhook events by timestamp, not by arrival order.
+    """
+
+    __tablename__ = "sends"
+    __table_args__ = (
+        sa.UniqueConstraint("mailing_id", "recruiter_id"),
+        sa.CheckConstraint(f"status IN {SEND_STATUSES}", name="status"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    mailing_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("mailings.id"), index=True)
+    recruiter_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("recruiters.id"), index=True)
+    subject_variant_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("variants.id"), index=True
+    )
+    body_variant_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("variants.id"), index=True
+    )
+    share_variant_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("variants.id"), index=True
+    )
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="planned")
+    error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    # SendGrid's X-Message-Id of the request that carried this send (prefix of sg_message_id).
+    x_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
+    sent_at: so.Mapped[datetime | None] = so.mapped_column(index=True)
+
+    delivered_at: so.Mapped[datetime | None]
+    bounced_at: so.Mapped[datetime | None]
+    bounce_type: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    dropped_at: so.Mapped[datetime | None]
+    deferred_at: so.Mapped[datetime | None]
+    first_open_at: so.Mapped[datetime | None]  # first human open
+    machine_open_at: so.Mapped[datetime | None]  # first Apple MPP (sg_machine_open) open
+    first_click_at: so.Mapped[datetime | None]  # first human click
+    scanner_click_at: so.Mapped[datetime | None]  # first suspected scanner click
+    spam_report_at: so.Mapped[datetime | None]
+    unsubscribed_at: so.Mapped[datetime | None]
+    converted_at: so.Mapped[datetime | None]  # first signup attributed to this send
+
+    mailing: so.Mapped[Mailing] = so.relationship(back_populates="sends")
+
+
+class Suppression(Base):
+    """An address that must not be emailed: globally (scope 'global') or for one ASM group.
+
+    ``active`` with ``event_at`` implements "the later timestamp wins" between an ASM group
+    unsubscribe and resubscribe.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (sa.UniqueConstraint("email", "scope"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(320))
+    scope: so.Mapped[str] = so.mapped_column(sa.String(32))  # "global" or "asm:<group id>"
+    reason: so.Mapped[str] = so.mapped_column(sa.String(32))
+    active: so.Mapped[bool] = so.mapped_column(default=True)
+    event_at: so.Mapped[datetime]
+    created_at: so.Mapped[datetime]
