@@ -81,7 +81,7 @@ def _feature_modules() -> list[Any]:
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import error inside an existing module
+            if not (exc.name and name.startswith(exc.name)):  # a real error inside a module
                 raise
     return modules
 

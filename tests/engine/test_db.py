@@ -64,7 +64,7 @@ def test_datetimes_come_back_aware_utc(session: so.Session) -> None:
 
 def test_naive_datetime_is_refused(session: so.Session) -> None:
     experiment = make_experiment(session)
-    experiment.created_at = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
+    experiment.created_at = datetime(2026, 1, 1)
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         session.flush()
 
