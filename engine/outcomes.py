@@ -1,0 +1,90 @@
+"""Outcomes of sends and visits, and the rollup counters the bandit reads.
+
+A send is one trial for each of its variants (subject, body, share). An outcome reached for the
+first time by a send (``open``, ``click``, ``signup``) is a success for every variant of the send
+whose experiment measures that metric; ``unsubscribe`` and ``spam_report`` feed the guardrails.
+Callers make sure each outcome is credited once per send (the ``*_at`` columns of
+:class:`~engine.models.Send` record it) and call these functions in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine.models import Experiment, Send, Variant
+
+METRIC_OUTCOMES = ("open", "click", "signup")
+GUARDRAIL_COUNTERS = {"unsubscribe": "unsubscribes", "spam_report": "spam_reports"}
+OUTCOMES = (*METRIC_OUTCOMES, *GUARDRAIL_COUNTERS)
+
+
+def variant_ids_of(send: Send) -> list[int]:
+    ids = (send.subject_variant_id, send.body_variant_id, send.share_variant_id)
+    return [variant_id for variant_id in ids if variant_id is not None]
+
+
+def add_trials(session: so.Session, trials: Mapping[int, int]) -> None:
+    """Add ``trials[variant_id]`` trials to each variant, in one statement per distinct count."""
+    by_count: dict[int, list[int]] = {}
+    for variant_id, count in trials.items():
+        if count:
+            by_count.setdefault(count, []).append(variant_id)
+    for count, ids in by_count.items():
+        session.execute(
+            sa.update(Variant).where(Variant.id.in_(ids)).values(trials=Variant.trials + count)
+        )
+
+
+def credit(session: so.Session, outcome: str, variant_counts: Mapping[int, int]) -> None:
+    """Credit ``outcome`` ``variant_counts[variant_id]`` times to each variant.
+
+    Metric outcomes only count for variants whose experiment measures that metric.
+    Raises ``ValueError`` for an unknown outcome.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+    by_count: dict[int, list[int]] = {}
+    for variant_id, count in variant_counts.items():
+        if count:
+            by_count.setdefault(count, []).append(variant_id)
+    for count, ids in by_count.items():
+        statement = sa.update(Variant).where(Variant.id.in_(ids))
+        if outcome in GUARDRAIL_COUNTERS:
+            column = getattr(Variant, GUARDRAIL_COUNTERS[outcome])
+            statement = statement.values({column: column + count})
+        else:
+            measuring = sa.select(Experiment.id).where(Experiment.metric == outcome)
+            statement = statement.where(Variant.experiment_id.in_(measuring)).values(
+                successes=Variant.successes + count
+            )
+        session.execute(statement)
+
+
+def credit_sends(session: so.Session, outcome: str, sends: Iterable[Send]) -> None:
+    """Credit ``outcome`` once for each of ``sends`` (callers pass each send once per outcome)."""
+    counts: Counter[int] = Counter()
+    for send in sends:
+        counts.update(variant_ids_of(send))
+    credit(session, outcome, counts)
+
+
+def credit_signup(session: so.Session, send_id: int, at: datetime) -> bool:
+    """A signup came through a link in send ``send_id``: mark the send converted (first time only)
+    and credit its variants. Returns whether this was the send's first conversion."""
+    updated = session.execute(
+        sa.update(Send)
+        .where(Send.id == send_id, Send.converted_at.is_(None))
+        .values(converted_at=at)
+        .returning(Send.id)
+    ).first()
+    if updated is None:
+        return False
+    send = session.get(Send, send_id)
+    assert send is not None
+    credit_sends(session, "signup", [send])
+    return True
