@@ -24,7 +24,7 @@ browser:
 run: install
 	$(BIN)/resistry db upgrade
 	$(BIN)/resistry demo load
-	$(BIN)/resistry serve --host 127.0.0.1 --port 8000
+	$(BIN)/resistry up --host 127.0.0.1 --port 8000
 
 test: install browser
 	$(BIN)/python -m pytest

@@ -69,6 +69,7 @@ def _register_commands() -> None:
         ("engine.stats_cli", "stats_command"),
         ("engine.demo", "demo"),
         ("engine.auth", "users"),
+        ("engine.launcher", "up"),
     ]:
         try:
             module = importlib.import_module(module_name)
@@ -80,3 +81,6 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+if __name__ == "__main__":
+    main()
