@@ -67,8 +67,12 @@ def _register_commands() -> None:
 
     for module_name, attribute in [
         ("engine.stats_cli", "stats_command"),
-        ("engine.demo", "demo"),
+        ("variants.demo", "demo"),
+        ("variants.importer", "import_command"),
         ("engine.auth", "users"),
+        ("webhooks.cli", "events"),
+        ("webhooks.cli", "suppressions"),
+        ("engine.simulator.cli", "simulator"),
         ("engine.launcher", "up"),
     ]:
         try:

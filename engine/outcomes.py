@@ -46,23 +46,54 @@ def credit(session: so.Session, outcome: str, variant_counts: Mapping[int, int])
     Metric outcomes only count for variants whose experiment measures that metric.
     Raises ``ValueError`` for an unknown outcome.
     """
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
-    by_count: dict[int, list[int]] = {}
-    for variant_id, count in variant_counts.items():
-        if count:
-            by_count.setdefault(count, []).append(variant_id)
-    for count, ids in by_count.items():
-        statement = sa.update(Variant).where(Variant.id.in_(ids))
-        if outcome in GUARDRAIL_COUNTERS:
-            column = getattr(Variant, GUARDRAIL_COUNTERS[outcome])
-            statement = statement.values({column: column + count})
-        else:
-            measuring = sa.select(Experiment.id).where(Experiment.metric == outcome)
-            statement = statement.where(Variant.experiment_id.in_(measuring)).values(
-                successes=Variant.successes + count
-            )
-        session.execute(statement)
+    credit_many(session, {outcome: variant_counts})
+
+
+def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -> None:
+    """Credit several outcomes at once: ``credits[outcome][variant_id]`` is a count (negative
+    counts take back an earlier credit, e.g. a click reclassified as a scanner's).
+
+    One UPDATE per variant, in ascending id order: concurrent transactions then lock variant
+    rows in the same order and cannot deadlock. Raises ``ValueError`` for an unknown outcome.
+    """
+    for outcome in credits:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+    metric_variants = {
+        variant_id
+        for outcome, counts in credits.items()
+        if outcome in METRIC_OUTCOMES
+        for variant_id, count in counts.items()
+        if count
+    }
+    metric_of: dict[int, str] = {}
+    if metric_variants:
+        statement = (
+            sa.select(Variant.id, Experiment.metric)
+            .join(Experiment, Variant.experiment_id == Experiment.id)
+            .where(Variant.id.in_(sorted(metric_variants)))
+        )
+        metric_of = {variant_id: metric for variant_id, metric in session.execute(statement)}
+    deltas: dict[int, Counter[str]] = {}
+    for outcome, counts in credits.items():
+        for variant_id, count in counts.items():
+            if not count:
+                continue
+            if outcome in GUARDRAIL_COUNTERS:
+                column = GUARDRAIL_COUNTERS[outcome]
+            elif metric_of.get(variant_id) == outcome:
+                column = "successes"
+            else:
+                continue
+            deltas.setdefault(variant_id, Counter())[column] += count
+    for variant_id in sorted(deltas):
+        changes = {
+            getattr(Variant, column): getattr(Variant, column) + count
+            for column, count in deltas[variant_id].items()
+            if count
+        }
+        if changes:
+            session.execute(sa.update(Variant).where(Variant.id == variant_id).values(changes))
 
 
 def credit_sends(session: so.Session, outcome: str, sends: Iterable[Send]) -> None:

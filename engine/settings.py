@@ -81,12 +81,29 @@ class SendGridSettings:
     from_email: str = "recruit@resistry.example"
     from_name: str = "Resistry"
     asm_group_id: int = 101
+    max_backoff_seconds: float = 30.0
+    personalizations_per_request: int = 1000
+    unsubscribe_mailto: str = "unsubscribe@resistry.example"
 
     def validate(self) -> None:
         _check(self.timeout_seconds > 0, "timeout_seconds must be > 0")
         _check(self.max_retries >= 0, "max_retries must be ≥ 0")
         _check(self.backoff_seconds >= 0, "backoff_seconds must be ≥ 0")
         _check("@" in self.from_email, "from_email must be an email address")
+        _check(self.max_rate_limit_wait_seconds >= 0, "max_rate_limit_wait_seconds must be ≥ 0")
+        _check(self.asm_group_id > 0, "asm_group_id must be > 0")
+        _check(
+            self.max_backoff_seconds >= self.backoff_seconds,
+            "max_backoff_seconds must be ≥ backoff_seconds",
+        )
+        _check(
+            1 <= self.personalizations_per_request <= 1000,
+            "personalizations_per_request must be in [1, 1000] (SendGrid's limit)",
+        )
+        _check(
+            not self.unsubscribe_mailto or "@" in self.unsubscribe_mailto,
+            "unsubscribe_mailto must be an email address or empty",
+        )
 
 
 @dataclass(frozen=True)
@@ -197,6 +214,42 @@ class ReportSettings:
         _check(self.leader_min_friends >= 1, "leader_min_friends must be ≥ 1")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    webhook_url: str = "http://127.0.0.1:8000/webhooks/sendgrid"
+    true_rates_file: str = ""
+    seed: int = 20261103
+    time_scale: float = 60.0
+    batch_interval_seconds: float = 5.0
+    max_batch_events: int = 1000
+    max_batch_bytes: int = 786432
+    duplicate_rate: float = 0.01
+    jitter_seconds: float = 3.0
+    max_delivery_attempts: int = 8
+    retry_backoff_seconds: float = 2.0
+    post_timeout_seconds: float = 10.0
+
+    def validate(self) -> None:
+        _check(self.host in LOOPBACK_HOSTS, f"host must be a loopback address {LOOPBACK_HOSTS}")
+        _check(0 <= self.port <= 65535, "port must be in [0, 65535]")
+        _check(self.webhook_url.startswith(("http://", "https://")), "webhook_url must be http(s)")
+        _check(self.seed >= 0, "seed must be ≥ 0")
+        _check(self.time_scale > 0, "time_scale must be > 0")
+        _check(self.batch_interval_seconds > 0, "batch_interval_seconds must be > 0")
+        _check(1 <= self.max_batch_events <= 1000, "max_batch_events must be in [1, 1000]")
+        _check(1024 <= self.max_batch_bytes <= 786432, "max_batch_bytes must be in [1024, 786432]")
+        _check(0 <= self.duplicate_rate <= 0.5, "duplicate_rate must be in [0, 0.5]")
+        _check(self.jitter_seconds >= 0, "jitter_seconds must be ≥ 0")
+        _check(self.max_delivery_attempts >= 1, "max_delivery_attempts must be ≥ 1")
+        _check(self.retry_backoff_seconds >= 0, "retry_backoff_seconds must be ≥ 0")
+        _check(self.post_timeout_seconds > 0, "post_timeout_seconds must be > 0")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings; ``secret_key`` is resolved from the environment or the key file."""
@@ -211,6 +264,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     landing: LandingSettings = field(default_factory=LandingSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     config_path: Path = DEFAULT_CONFIG
     secret_key: str = field(default="", repr=False)
 

@@ -122,3 +122,15 @@ class User(Timestamped, Base):
     settings: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
 
     group: so.Mapped[Group | None] = so.relationship()
+
+    # The interface Flask-Login expects of a logged-in user (engine.auth's user loader returns
+    # User rows); plain properties, so the models stay free of web imports.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)

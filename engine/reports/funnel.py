@@ -1,0 +1,249 @@
+"""The funnel: delivered → human open → click → visit → signup → groups ticked.
+
+Counted per send cohort (sends with status ``sent`` whose ``sent_at`` is in the range), per
+mailing and per email variant, each step with its share of the step before. Three grouped scans
+(sends; visits joined to sends; signups joined to visits and sends) group by mailing and variant
+combination; Python then only adds those few aggregated rows up by mailing and by variant.
+A landing table does the same for visits → signups → groups ticked per landing variant.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine.models import Experiment, Mailing, Send, Signup, Variant, Visit
+from engine.reports import DateRange
+from engine.reports.tables import Column, Table, ratio
+
+STEPS = (
+    ("delivered", "Delivered"),
+    ("human_opens", "Human opens"),
+    ("clicks", "Human clicks"),
+    ("visits", "Visits"),
+    ("signups", "Signups"),
+    ("groups_ticked", "Groups ticked"),
+)
+KEYS = ("mailing_id", "subject_variant_id", "body_variant_id", "share_variant_id")
+
+
+@dataclass
+class FunnelReport:
+    date_range: DateRange
+    total: Table
+    by_mailing: Table
+    by_variant: Table
+    landing: Table
+
+    def tables(self) -> list[Table]:
+        return [self.total, self.by_mailing, self.by_variant, self.landing]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "range": self.date_range.as_json(),
+            "tables": {table.name: table.as_json() for table in self.tables()},
+        }
+
+
+def funnel_report(session: so.Session, date_range: DateRange | None = None) -> FunnelReport:
+    """Build the funnel over sends sent in ``date_range`` (default: all time)."""
+    date_range = date_range or DateRange()
+    combos = _combination_counts(session, date_range)
+    mailing_keys = dict(session.execute(sa.select(Mailing.id, Mailing.key)).all())
+    variant_labels = {
+        variant_id: (experiment_key, kind, variant_key)
+        for variant_id, experiment_key, kind, variant_key in session.execute(
+            sa.select(Variant.id, Experiment.key, Experiment.kind, Variant.key).join(
+                Experiment, Variant.experiment_id == Experiment.id
+            )
+        )
+    }
+    total = _sum_by(combos, lambda key: ())
+    by_mailing = _sum_by(combos, lambda key: key[0])
+    by_variant: dict[int, dict[str, int]] = {}
+    for position in (1, 2, 3):
+        for variant_id, counts in _sum_by(combos, lambda key, p=position: key[p]).items():
+            if variant_id is not None:
+                by_variant[variant_id] = counts
+
+    step_columns = _step_columns()
+    total_table = Table(
+        "total",
+        "Funnel, all mailings",
+        [Column("sent", "Sent", "int"), *step_columns],
+        [_with_rates(total.get((), {}))],
+    )
+    mailing_rows = [
+        {"mailing": mailing_keys.get(mailing_id, str(mailing_id)), **_with_rates(counts)}
+        for mailing_id, counts in sorted(by_mailing.items())
+    ]
+    variant_rows = []
+    for variant_id, counts in sorted(by_variant.items(), key=lambda item: variant_labels[item[0]]):
+        experiment_key, kind, variant_key = variant_labels[variant_id]
+        variant_rows.append(
+            {
+                "experiment": experiment_key,
+                "kind": kind,
+                "variant": variant_key,
+                **_with_rates(counts),
+            }
+        )
+    return FunnelReport(
+        date_range=date_range,
+        total=total_table,
+        by_mailing=Table(
+            "by_mailing",
+            "Funnel per mailing",
+            [Column("mailing", "Mailing"), Column("sent", "Sent", "int"), *step_columns],
+            mailing_rows,
+        ),
+        by_variant=Table(
+            "by_variant",
+            "Funnel per email variant",
+            [
+                Column("experiment", "Experiment"),
+                Column("kind", "Kind"),
+                Column("variant", "Variant"),
+                Column("sent", "Sent", "int"),
+                *step_columns,
+            ],
+            variant_rows,
+            note="A send is counted once for each of its subject, body and share variants.",
+        ),
+        landing=_landing_table(session, date_range, variant_labels),
+    )
+
+
+def _step_columns() -> list[Column]:
+    columns = []
+    for index, (key, label) in enumerate(STEPS):
+        columns.append(Column(key, label, "int"))
+        if key == "groups_ticked":
+            columns.append(Column("groups_per_signup", "Groups per signup", "float"))
+        elif index:
+            columns.append(
+                Column(f"{key}_rate", f"{label} / {STEPS[index - 1][1].lower()}", "rate")
+            )
+        else:
+            columns.append(Column("delivered_rate", "Delivered / sent", "rate"))
+    return columns
+
+
+def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
+    """Counts of each step with its share of the step before (the drop is one minus it)."""
+    row: dict[str, Any] = {"sent": counts.get("sent", 0)}
+    previous = "sent"
+    for key, _ in STEPS:
+        row[key] = counts.get(key, 0)
+        rate_key = "groups_per_signup" if key == "groups_ticked" else f"{key}_rate"
+        row[rate_key] = ratio(row[key], row[previous])
+        previous = key
+    return row
+
+
+def _send_filters(date_range: DateRange) -> list[sa.ColumnElement[bool]]:
+    return [Send.status == "sent", *date_range.clauses(Send.sent_at)]
+
+
+def _combination_counts(
+    session: so.Session, date_range: DateRange
+) -> dict[tuple[Any, ...], dict[str, int]]:
+    """Step counts per (mailing, subject, body, share variant) combination."""
+    keys = [getattr(Send, name) for name in KEYS]
+    filters = _send_filters(date_range)
+    counts: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
+    sends = sa.select(
+        *keys,
+        sa.func.count().label("sent"),
+        sa.func.count(Send.delivered_at).label("delivered"),
+        sa.func.count(Send.first_open_at).label("human_opens"),
+        sa.func.count(Send.first_click_at).label("clicks"),
+        sa.func.count(Send.converted_at).label("signups"),
+    ).where(*filters)
+    visits = (
+        sa.select(*keys, sa.func.count(sa.distinct(Visit.send_id)).label("visits"))
+        .select_from(Visit)
+        .join(Send, Send.id == Visit.send_id)
+        .where(*filters)
+    )
+    ticked = (
+        sa.select(*keys, sa.func.count().label("groups_ticked"))
+        .select_from(Signup)
+        .join(Visit, Visit.id == Signup.visit_id)
+        .join(Send, Send.id == Visit.send_id)
+        .where(*filters)
+    )
+    for statement in (sends, visits, ticked):
+        for row in session.execute(statement.group_by(*keys)).mappings():
+            combination = tuple(row[name] for name in KEYS)
+            counts[combination].update({k: v for k, v in row.items() if k not in KEYS})
+    return counts
+
+
+def _sum_by(
+    combos: dict[tuple[Any, ...], dict[str, int]], key_of: Any
+) -> dict[Any, dict[str, int]]:
+    sums: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for combination, counts in combos.items():
+        target = sums[key_of(combination)]
+        for name, value in counts.items():
+            target[name] += value
+    return sums
+
+
+def _landing_table(
+    session: so.Session, date_range: DateRange, labels: dict[int, tuple[str, str, str]]
+) -> Table:
+    filters = [Visit.landing_variant_id.is_not(None), *date_range.clauses(Visit.created_at)]
+    visits = session.execute(
+        sa.select(Visit.landing_variant_id, sa.func.count(), sa.func.count(Visit.converted_at))
+        .where(*filters)
+        .group_by(Visit.landing_variant_id)
+    ).all()
+    ticked = dict(
+        session.execute(
+            sa.select(Visit.landing_variant_id, sa.func.count())
+            .select_from(Signup)
+            .join(Visit, Visit.id == Signup.visit_id)
+            .where(*filters)
+            .group_by(Visit.landing_variant_id)
+        ).all()
+    )
+    rows = []
+    for variant_id, visit_count, signups in sorted(visits, key=lambda r: labels[r[0]]):
+        experiment_key, _, variant_key = labels[variant_id]
+        rows.append(
+            {
+                "experiment": experiment_key,
+                "variant": variant_key,
+                "visits": visit_count,
+                "signups": signups,
+                "signups_rate": ratio(signups, visit_count),
+                "groups_ticked": ticked.get(variant_id, 0),
+                "groups_per_signup": ratio(ticked.get(variant_id, 0), signups),
+            }
+        )
+    return Table(
+        "landing",
+        "Landing funnel per landing variant",
+        [
+            Column("experiment", "Experiment"),
+            Column("variant", "Variant"),
+            Column("visits", "Visits", "int"),
+            Column("signups", "Signups", "int"),
+            Column("signups_rate", "Signups / visits", "rate"),
+            Column("groups_ticked", "Groups ticked", "int"),
+            Column("groups_per_signup", "Groups per signup", "float"),
+        ],
+        rows,
+    )
+
+
+def overall_steps(report: FunnelReport) -> list[tuple[str, int]]:
+    """(label, count) of each step of the total funnel, for the chart."""
+    row = report.total.rows[0]
+    return [("Sent", row["sent"]), *((label, row[key]) for key, label in STEPS)]

@@ -1,0 +1,165 @@
+"""``resistry mailing send [--dry-run]``, ``resistry decisions run`` and ``resistry scheduler``.
+
+These commands are assembly points: they hand the mailer ``variants.rendering``'s functions
+(engine code never imports variants; the import happens here, at run time, like the app factory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+from typing import Any
+
+import click
+import numpy as np
+
+from engine.models import utcnow
+from engine.runtime import Runtime, pass_runtime
+
+log = logging.getLogger(__name__)
+
+
+def default_renderers() -> Any:
+    """``variants.rendering`` as the mailer's :class:`~engine.sending.composer.Renderers`."""
+    from engine.sending.composer import Renderers
+
+    rendering = importlib.import_module("variants.rendering")
+    return Renderers(compile_body=rendering.compile_body, render_text=rendering.render_text)
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    """Recipients per variant of each kind, as staff read it before anything is sent."""
+    click.echo(f"recipients: {plan.get('recipients', 0)}")
+    if plan.get("suppressed"):
+        click.echo(f"left out (suppressed): {plan['suppressed']}")
+    for kind, counts in plan.get("by_variant", {}).items():
+        click.echo(f"{kind}:")
+        for label, n in counts.items():
+            click.echo(f"  {label:<40} {n:>8}")
+
+
+@click.group()
+def mailing() -> None:
+    """Recruiter mailings."""
+
+
+@mailing.command("send")
+@click.option("--dry-run", is_flag=True, help="Print the plan; send and store nothing.")
+@click.option("--key", help="Mailing key (default: today's recruiter mailing).")
+@click.option("--seed", type=int, help="Seed of the Thompson draws (default: random).")
+@pass_runtime
+def send_command(runtime: Runtime, dry_run: bool, key: str | None, seed: int | None) -> None:
+    """Plan and send the recruiter mailing; a re-run sends only what was never handed over."""
+    from engine.decisions import run_decisions
+    from engine.sending import mailing as mailings
+    from engine.sending.client import MailClient
+    from engine.sending.planner import PlanError, draw_plan
+
+    settings = runtime.settings
+    rng = np.random.default_rng(seed)
+    if dry_run:
+        with runtime.sessions() as session:
+            try:
+                plan = draw_plan(
+                    session,
+                    settings,
+                    asm_group_id=settings.sendgrid.asm_group_id,
+                    rng=rng,
+                    now=utcnow(),
+                )
+            except PlanError as exc:
+                raise click.ClickException(str(exc)) from None
+        print_plan(plan.summary())
+        click.echo("dry run: nothing stored, nothing sent")
+        return
+    renderers = default_renderers()
+    client = MailClient(settings.sendgrid)
+    with runtime.sessions() as session:
+        bar: Any = None
+
+        def on_plan(plan: dict[str, Any]) -> None:
+            nonlocal bar
+            print_plan(plan)
+            bar = click.progressbar(length=plan["recipients"], label="sending")
+            bar.__enter__()
+
+        def on_progress(count: int) -> None:
+            bar.update(count)
+
+        try:
+            report = mailings.run_recruiter_mailing(
+                session,
+                settings,
+                renderers=renderers,
+                client=client,
+                key=key,
+                rng=rng,
+                on_plan=on_plan,
+                on_progress=on_progress,
+            )
+        except (PlanError, mailings.MailingError) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        for line in report.lines():
+            click.echo(line)
+        outcomes = run_decisions(session, settings, now=utcnow())
+        session.commit()
+    for outcome in outcomes:
+        click.echo(outcome.summary())
+
+
+@click.group()
+def decisions() -> None:
+    """The bandit's decisions: promote winners, pause arms that trip a guardrail."""
+
+
+@decisions.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@pass_runtime
+def decisions_run(runtime: Runtime, as_json: bool) -> None:
+    """Run the policy once for every running experiment and store what it decides."""
+    from engine.decisions import run_decisions
+
+    with runtime.sessions.begin() as session:
+        outcomes = run_decisions(session, runtime.settings, now=utcnow())
+    if as_json:
+        click.echo(json.dumps([outcome.as_dict() for outcome in outcomes], indent=2))
+    else:
+        for outcome in outcomes:
+            click.echo(outcome.summary())
+        if not outcomes:
+            click.echo("no running experiment")
+
+
+@click.command("scheduler")
+@pass_runtime
+def scheduler(runtime: Runtime) -> None:
+    """Run the recurring recruiter mailing and decision runs (one process; Ctrl-C stops)."""
+    from engine import locks
+    from engine.scheduler import build_scheduler
+    from engine.sending.jobs import SchedulerJobs
+
+    jobs = SchedulerJobs(runtime, default_renderers())
+    try:
+        built = build_scheduler(
+            runtime.settings.scheduler,
+            mailing_job=jobs.mailing,
+            decisions_job=jobs.decisions,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with locks.singleton(
+        runtime.engine,
+        "scheduler",
+        on_wait=lambda: click.echo("another scheduler is running; waiting to take over"),
+    ):
+        click.echo(
+            f"scheduler running: mailing '{runtime.settings.scheduler.mailing_cron}', decisions "
+            f"'{runtime.settings.scheduler.decisions_cron}' ({runtime.settings.scheduler.timezone})"
+        )
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            built.start()

@@ -1,0 +1,339 @@
+"""Which variant a visitor or a partner's unit gets, from a per-process cached posterior.
+
+The landing page must not read the database to choose a variant: an :class:`ExperimentSnapshot`
+(live variant ids, Beta posterior α/β per variant, weights, status, winner) is loaded once and
+kept by a :class:`PosteriorCache` for ``[landing] posterior_refresh_seconds``. Choosing is then a
+Thompson draw in memory (:func:`choose_arm`), using :mod:`engine.policy` with an explicit
+``numpy.random.Generator``.
+
+Rules:
+- Only experiments with status ``running`` (explore: Thompson sampling over the live variants)
+  or ``promoted`` (exploit: the winner only) serve variants.
+- A stored choice (a visitor's cookie, a partner's :class:`~engine.models.Assignment`) is kept as
+  long as it is still servable: its variant is live and, once an experiment is promoted, is the
+  winner. Otherwise a new choice is made and counted as a new trial, so paused variants (a
+  guardrail) and promotions take effect for everyone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import nh3
+import numpy as np
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine import outcomes
+from engine.models import Assignment, Decision, Experiment, Variant
+from variants.signup import insert_unless_exists
+
+SERVING_STATUSES = ("running", "promoted")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ArmSnapshot:
+    """One live variant as the chooser sees it: posterior Beta(alpha, beta) and its content."""
+
+    variant_id: int
+    key: str
+    name: str
+    content: Mapping[str, Any]
+    alpha: float
+    beta: float
+    trials: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class ExperimentSnapshot:
+    """An experiment's live arms at load time; ``winner_id`` is set once it is promoted."""
+
+    experiment_id: int
+    key: str
+    kind: str
+    metric: str
+    status: str
+    burn_in: int
+    floor: float
+    arms: tuple[ArmSnapshot, ...]
+    winner_id: int | None = None
+    _by_id: dict[int, ArmSnapshot] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_id.update({arm.variant_id: arm for arm in self.arms})
+
+    def arm(self, variant_id: int | None) -> ArmSnapshot | None:
+        """The live arm with this variant id, or ``None``."""
+        return self._by_id.get(variant_id) if variant_id is not None else None
+
+    def servable(self, variant_id: int | None) -> ArmSnapshot | None:
+        """The arm if a stored choice of ``variant_id`` may still be served, else ``None``."""
+        if self.winner_id is not None and variant_id != self.winner_id:
+            return None
+        return self.arm(variant_id)
+
+
+def winner_of(session: so.Session, experiment: Experiment) -> int | None:
+    """The promoted variant: the latest ``promote`` decision, else the live variant of most weight.
+
+    Returns ``None`` for an experiment that is not promoted or has no live variant.
+    """
+    if experiment.status != "promoted":
+        return None
+    decided = session.scalar(
+        sa.select(Decision.variant_id)
+        .where(Decision.experiment_id == experiment.id, Decision.kind == "promote")
+        .order_by(Decision.created_at.desc(), Decision.id.desc())
+        .limit(1)
+    )
+    if decided is not None:
+        return decided
+    return session.scalar(
+        sa.select(Variant.id)
+        .where(Variant.experiment_id == experiment.id, Variant.status == "live")
+        .order_by(Variant.weight.desc(), Variant.id)
+        .limit(1)
+    )
+
+
+def load_snapshot(session: so.Session, experiment: Experiment) -> ExperimentSnapshot:
+    """Read the experiment's live variants and their counters into a detached snapshot.
+
+    Landing content is sanitized here (once per refresh), so pages can mark it safe.
+    """
+    winner_id = winner_of(session, experiment)
+    variants = session.scalars(
+        sa.select(Variant)
+        .where(Variant.experiment_id == experiment.id, Variant.status == "live")
+        .order_by(Variant.id)
+    ).all()
+    if winner_id is not None and all(v.id != winner_id for v in variants):
+        winner = session.get(Variant, winner_id)
+        variants = [winner] if winner is not None else []
+    arms = tuple(
+        ArmSnapshot(
+            variant_id=v.id,
+            key=v.key,
+            name=v.name,
+            content=_safe_content(experiment.kind, v.content or {}),
+            alpha=experiment.prior_alpha + v.successes,
+            beta=experiment.prior_beta + max(v.trials - v.successes, 0),
+            trials=v.trials,
+            weight=v.weight,
+        )
+        for v in variants
+    )
+    return ExperimentSnapshot(
+        experiment_id=experiment.id,
+        key=experiment.key,
+        kind=experiment.kind,
+        metric=experiment.metric,
+        status=experiment.status,
+        burn_in=experiment.burn_in,
+        floor=experiment.floor,
+        arms=arms,
+        winner_id=winner_id,
+    )
+
+
+def _safe_content(kind: str, content: Mapping[str, Any]) -> dict[str, Any]:
+    if kind != "landing":
+        return dict(content)
+    safe = dict(content)
+    if isinstance(safe.get("body"), str):
+        safe["body"] = nh3.clean(safe["body"])
+    return safe
+
+
+def load_landing_snapshot(session: so.Session) -> ExperimentSnapshot | None:
+    """The landing experiment to serve: a running one first (newest), else the newest promoted.
+
+    Returns ``None`` when no landing experiment is running or promoted.
+    """
+    experiment = session.scalar(
+        sa.select(Experiment)
+        .where(Experiment.kind == "landing", Experiment.status.in_(SERVING_STATUSES))
+        .order_by((Experiment.status == "running").desc(), Experiment.id.desc())
+        .limit(1)
+    )
+    return load_snapshot(session, experiment) if experiment is not None else None
+
+
+def choose_arm(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> ArmSnapshot | None:
+    """Pick an arm: the winner once promoted, else one Thompson draw over the live arms.
+
+    Returns ``None`` when the experiment has no live variant.
+    """
+    if not snapshot.arms:
+        return None
+    if snapshot.winner_id is not None:
+        return snapshot.arm(snapshot.winner_id)
+    return snapshot.arms[_thompson_index(snapshot, rng)]
+
+
+def _thompson_index(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> int:
+    # TEMPORARY until engine.policy lands: burn-in → uniform; floor → uniform share; else argmax.
+    count = len(snapshot.arms)
+    if min(arm.trials for arm in snapshot.arms) < snapshot.burn_in:
+        return int(rng.integers(count))
+    if rng.random() < snapshot.floor * count:
+        return int(rng.integers(count))
+    alpha = np.array([arm.alpha for arm in snapshot.arms])
+    beta = np.array([arm.beta for arm in snapshot.arms])
+    return int(np.argmax(rng.beta(alpha, beta)))
+
+
+# --- the per-process cache ---------------------------------------------------------------------
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T
+    loaded_at: float
+
+
+class PosteriorCache:
+    """Values loaded at most once per ``refresh_seconds`` per key, shared by a process's threads.
+
+    ``clock`` returns seconds (monotonic by default); tests pass their own to move time.
+    """
+
+    def __init__(self, refresh_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._entries: dict[str, _Entry[Any]] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a loader ran (tests and the benchmark read it)
+
+    def get(self, key: str, load: Callable[[], T]) -> T:
+        """The cached value of ``key``, reloaded with ``load()`` when missing or stale.
+
+        A ``None`` from ``load`` is returned but not kept, so unknown keys are asked again.
+        """
+        entry = self._entries.get(key)
+        if entry is not None and self.clock() - entry.loaded_at < self.refresh_seconds:
+            return entry.value
+        with self._lock:
+            entry = self._entries.get(key)  # another thread may have refreshed it meanwhile
+            if entry is None or self.clock() - entry.loaded_at >= self.refresh_seconds:
+                value = load()
+                self.loads += 1
+                if value is None:  # not cached: keys can come from callers, memory must not
+                    self._entries.pop(key, None)
+                    return value
+                entry = _Entry(value, self.clock())
+                self._entries[key] = entry
+            return entry.value
+
+    def clear(self) -> None:
+        """Forget every value (the next ``get`` reloads)."""
+        with self._lock:
+            self._entries.clear()
+
+
+class LockedGenerator:
+    """A numpy Generator shared by threads (Generators are not thread-safe on their own)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._lock = threading.Lock()
+
+    def choose(self, snapshot: ExperimentSnapshot) -> ArmSnapshot | None:
+        with self._lock:
+            return choose_arm(snapshot, self._rng)
+
+
+# --- partner units -----------------------------------------------------------------------------
+
+
+class UnknownUnit(LookupError):
+    """No assignment exists for this (experiment, group, unit)."""
+
+
+@dataclass(frozen=True)
+class UnitAssignment:
+    arm: ArmSnapshot
+    created: bool  # a new trial was counted
+
+
+def assign_unit(
+    session: so.Session,
+    snapshot: ExperimentSnapshot,
+    group_id: int,
+    unit: str,
+    chooser: Callable[[ExperimentSnapshot], ArmSnapshot | None],
+    now: datetime,
+) -> UnitAssignment | None:
+    """The variant for a partner's unit: its stored one while servable, else a new choice.
+
+    A new choice is a trial of its variant. Concurrent first requests for one unit agree: the
+    unique (experiment, group, unit) index lets one insert win and the other reads its row.
+    Returns ``None`` when the experiment has no live variant.
+    """
+    where = (
+        Assignment.experiment_id == snapshot.experiment_id,
+        Assignment.group_id == group_id,
+        Assignment.unit == unit,
+    )
+    existing = session.execute(
+        sa.select(Assignment.id, Assignment.variant_id, Assignment.converted_at).where(*where)
+    ).first()
+    if existing is not None:
+        arm = snapshot.servable(existing.variant_id)
+        if arm is not None:
+            return UnitAssignment(arm, created=False)
+    arm = chooser(snapshot)
+    if arm is None:
+        return None
+    if existing is not None:
+        reassign = sa.update(Assignment).where(Assignment.id == existing.id)
+        session.execute(reassign.values(variant_id=arm.variant_id))
+        if existing.converted_at is None:  # a converted unit can succeed no more
+            outcomes.add_trials(session, {arm.variant_id: 1})
+        return UnitAssignment(arm, created=existing.converted_at is None)
+    values = {
+        "experiment_id": snapshot.experiment_id,
+        "group_id": group_id,
+        "unit": unit,
+        "variant_id": arm.variant_id,
+        "created_at": now,
+    }
+    if insert_unless_exists(session, Assignment, values, ["experiment_id", "group_id", "unit"]):
+        outcomes.add_trials(session, {arm.variant_id: 1})
+        return UnitAssignment(arm, created=True)
+    won = session.scalar(sa.select(Assignment.variant_id).where(*where))
+    return UnitAssignment(snapshot.arm(won) or arm, created=False)
+
+
+def convert_unit(
+    session: so.Session, snapshot: ExperimentSnapshot, group_id: int, unit: str, now: datetime
+) -> bool:
+    """Record the unit's conversion once and credit its variant with the experiment's metric.
+
+    Returns ``True`` the first time, ``False`` when it had already converted.
+    Raises :class:`UnknownUnit` when the unit was never assigned in this experiment by this group.
+    """
+    where = (
+        Assignment.experiment_id == snapshot.experiment_id,
+        Assignment.group_id == group_id,
+        Assignment.unit == unit,
+    )
+    converted = session.execute(
+        sa.update(Assignment)
+        .where(*where, Assignment.converted_at.is_(None))
+        .values(converted_at=now)
+        .returning(Assignment.variant_id)
+    ).first()
+    if converted is not None:
+        outcomes.credit(session, snapshot.metric, {converted.variant_id: 1})
+        return True
+    if session.scalar(sa.select(Assignment.id).where(*where)) is None:
+        raise UnknownUnit(unit)
+    return False

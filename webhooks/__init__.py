@@ -1,0 +1,1 @@
+"""What comes back: the SendGrid Event Webhook — verify, parse, dedupe, apply outcomes, suppress."""

@@ -1,0 +1,73 @@
+"""Which send an event belongs to: our ``send_id`` custom arg, checked against SendGrid's ids.
+
+The mailer puts ``send_id`` (and ``mailing_id``) in every personalization's custom args, and
+stores the request's ``X-Message-Id`` on each send; every ``sg_message_id`` of that request starts
+with it. A ``send_id`` is trusted only when it names a send that agrees with the event's message
+id prefix and mailing (when both sides have them). Otherwise the prefix plus the recipient address
+identify the send (one recipient appears once per request). Events matching no send keep
+``send_id = None``: they are stored, and never counted in a variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine.models import Contact, Recruiter, Send
+from engine.suppressions import chunked
+from webhooks.parse import ParsedEvent
+
+_CHUNK = 2000
+_MAX_MESSAGE_ID = 64  # Send.x_message_id's size: longer prefixes match nothing
+
+
+def attribute(session: so.Session, events: Sequence[ParsedEvent]) -> None:
+    """Set ``send_id`` on each event that belongs to one of our sends (in place)."""
+    claimed = sorted({e.send_id_arg for e in events if e.send_id_arg is not None})
+    sends: dict[int, tuple[int, str | None]] = {}
+    for chunk in chunked(claimed, _CHUNK):
+        statement = sa.select(Send.id, Send.mailing_id, Send.x_message_id).where(
+            Send.id.in_(chunk)
+        )
+        for send_id, mailing_id, x_message_id in session.execute(statement):
+            sends[send_id] = (mailing_id, x_message_id)
+
+    unresolved: list[ParsedEvent] = []
+    for event in events:
+        send = sends.get(event.send_id_arg) if event.send_id_arg is not None else None
+        if send is not None and _agrees(event, *send):
+            event.send_id = event.send_id_arg
+        else:
+            event.send_id = None
+            if event.message_prefix and event.email:
+                unresolved.append(event)
+    if unresolved:
+        _attribute_by_message_id(session, unresolved)
+
+
+def _agrees(event: ParsedEvent, mailing_id: int, x_message_id: str | None) -> bool:
+    if event.message_prefix and x_message_id and event.message_prefix != x_message_id:
+        return False
+    return event.mailing_id_arg is None or event.mailing_id_arg == mailing_id
+
+
+def _attribute_by_message_id(session: so.Session, events: Sequence[ParsedEvent]) -> None:
+    prefixes = sorted(
+        {e.message_prefix for e in events if e.message_prefix and len(e.message_prefix) <= _MAX_MESSAGE_ID}
+    )
+    owners: dict[tuple[str, str], int | None] = {}
+    for chunk in chunked(prefixes, _CHUNK):
+        statement = (
+            sa.select(Send.id, Send.x_message_id, Contact.email)
+            .join(Recruiter, Send.recruiter_id == Recruiter.id)
+            .join(Contact, Recruiter.contact_id == Contact.id)
+            .where(Send.x_message_id.in_(chunk))
+        )
+        for send_id, x_message_id, email in session.execute(statement):
+            key = (x_message_id, email)
+            # Two sends with one request id and address would be a mailer bug: trust neither.
+            owners[key] = None if key in owners else send_id
+    for event in events:
+        event.send_id = owners.get((event.message_prefix or "", event.email or ""))
