@@ -82,6 +82,10 @@ def stop_parts(parts: list[Part]) -> None:
 @pass_runtime
 def up(runtime: Runtime, host: str, port: int) -> None:
     """Start the web app, the scheduler and the SendGrid simulator; Ctrl-C stops all three."""
+    from engine.simulator.wire import load_or_create_key_pair
+
+    # The web app reads the webhook verification key at start-up: create it before anything runs.
+    load_or_create_key_pair(runtime.settings.base_dir / "instance")
     base = f"http://{host}:{port}"
     environment = dict(os.environ)
     environment.setdefault("RESISTRY_BASE_URL", base)
