@@ -37,21 +37,37 @@ def make_settings(database_url: str, **sections: object) -> Settings:
     return settings.replace(**sections) if sections else settings
 
 
-def _postgres_engine(settings: Settings) -> sa.Engine:
-    engine = create_db_engine(settings)
+def _postgres_database() -> tuple[Settings, sa.Engine]:
+    """A fresh schema of its own for this test run, so concurrent runs never collide.
+
+    The schema rides in the URL (``options=-csearch_path=…``), so every engine a test builds from
+    these settings — servers in threads, CLI commands — lands in the same schema.
+    """
+    admin = create_db_engine(make_settings(POSTGRES_URL))
     try:
-        with engine.connect():
+        with admin.connect():
             pass
     except sa.exc.OperationalError as exc:
-        engine.dispose()
+        admin.dispose()
         message = f"PostgreSQL unreachable at {POSTGRES_URL}: {exc.orig}"
         if ON_CI:
             pytest.fail(f"CI=true requires PostgreSQL. {message}", pytrace=False)
         pytest.skip(message)
+    schema = f"test_run_{os.getpid()}"
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    admin.dispose()
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    settings = make_settings(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+    return settings, create_db_engine(settings)
+
+
+def _drop_schema(engine: sa.Engine) -> None:
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    return engine
+        schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+        if schema and schema.startswith("test_run_"):
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -76,10 +92,11 @@ def database(
         settings = make_settings(f"sqlite:///{path}")
         engine = create_db_engine(settings)
     else:
-        settings = make_settings(POSTGRES_URL)
-        engine = _postgres_engine(settings)
+        settings, engine = _postgres_database()
     migrate.upgrade(engine)
     yield DatabaseUnderTest(db_backend, engine, settings)
+    if db_backend == "postgresql":
+        _drop_schema(engine)
     engine.dispose()
 
 
