@@ -120,7 +120,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, log_path: Path, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "RESISTRY_DATABASE_URL": url,
@@ -129,7 +129,7 @@ def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]
     }
     command = [
         sys.executable, "-m", "gunicorn",
-        "--workers", "2",
+        "--workers", str(workers),
         "--bind", f"127.0.0.1:{port}",
         "--access-logfile", "-",
         "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
@@ -216,6 +216,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2-second runs (smoke test)")
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick else args.seconds
@@ -223,7 +224,7 @@ def main(argv: list[str]) -> int:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         prepare_database(url)
         port = free_port()
-        server = start_server(url, port, Path(tmp) / "gunicorn.log")
+        server = start_server(url, port, Path(tmp) / "gunicorn.log", args.workers)
         try:
             results = {}
             for name, path in (("hello", "/hello"), ("landing", "/")):
@@ -234,7 +235,10 @@ def main(argv: list[str]) -> int:
             server.wait(timeout=30)
     hello, landing = results["hello"], results["landing"]
     ratio = landing["rps"] / hello["rps"]
-    note = f"{args.connections} connections, {seconds:g} s per route, gunicorn 2 sync workers"
+    note = (
+        f"{args.connections} connections, {seconds:g} s per route, "
+        f"gunicorn {args.workers} sync workers"
+    )
     figures = [
         Figure("hello-world rps", hello["rps"], "req/s", "baseline", True, note),
         Figure("hello-world p50", hello["p50_ms"], "ms", "info", True),

@@ -1,4 +1,4 @@
-"""Benchmark: the experiment, funnel and reciprocity reports on 1,000,000 sends and 5,000,000 events.
+"""Benchmark: experiment, funnel and reciprocity reports on 1,000,000 sends and 5,000,000 events.
 
 Generates 20 variants (subject 8, body 4, share 4, landing 4) over 30 days: 5 weekly mailings of
 200,000 recruiters, 5 events per send, 300,000 landing visits from 7 groups with their signups,
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, emit  # noqa: E402
+from bench.common import Figure, emit
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "resistry_bench_reports"

@@ -73,6 +73,9 @@ def _register_commands() -> None:
         ("webhooks.cli", "events"),
         ("webhooks.cli", "suppressions"),
         ("engine.simulator.cli", "simulator"),
+        ("engine.sending.cli", "mailing"),
+        ("engine.sending.cli", "decisions"),
+        ("engine.sending.cli", "scheduler"),
         ("engine.launcher", "up"),
     ]:
         try:

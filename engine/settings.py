@@ -214,6 +214,22 @@ class ReportSettings:
         _check(self.leader_min_friends >= 1, "leader_min_friends must be ≥ 1")
 
 
+@dataclass(frozen=True)
+class AdminSettings:
+    login_rate_limit: str = "10 per minute"
+
+    def validate(self) -> None:
+        from limits import parse_many
+
+        try:
+            parse_many(self.login_rate_limit)
+        except ValueError:
+            raise ValueError(
+                f"login_rate_limit {self.login_rate_limit!r} is not a rate limit "
+                "(e.g. '10 per minute')"
+            ) from None
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -265,6 +281,7 @@ class Settings:
     landing: LandingSettings = field(default_factory=LandingSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     config_path: Path = DEFAULT_CONFIG
     secret_key: str = field(default="", repr=False)
 

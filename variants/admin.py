@@ -8,12 +8,17 @@ the rules are in the services, whose field errors are shown next to the fields.
 
 from __future__ import annotations
 
+import functools
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import login_user, logout_user
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.auth import (
     UserError,
@@ -26,7 +31,7 @@ from engine.auth import (
 from engine.db import get_session
 from engine.models import Group, User
 from variants import admin_experiments, admin_groups
-from variants.admin_forms import ActionForm, LoginForm, UserForm
+from variants.admin_forms import ActionForm, LoginForm, UserForm, choices
 from variants.validation import NotFound
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -34,7 +39,13 @@ ALL_ROLES = ("admin", "analyst", "group_manager")
 
 
 def init_app(app: Flask) -> None:
-    """Nothing per app: the routes are on ``bp``."""
+    """Rate-limit login attempts per client IP ([admin] login_rate_limit) against guessing."""
+    settings = app.extensions["resistry.settings"]
+    # One limiter per app, so each app (and each test) starts with empty counters.
+    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.web.rate_limit_storage)
+    app.view_functions["admin.login"] = limiter.limit(
+        settings.admin.login_rate_limit, methods=["POST"]
+    )(app.view_functions["admin.login"])
 
 
 @bp.errorhandler(NotFound)
@@ -50,14 +61,19 @@ def current_staff() -> User:
     return user
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_hex(16))
+
+
 def _safe_next(target: str | None) -> str | None:
     """Only a path on this site: an open redirect would make the login page a phishing tool."""
     if not target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc or not target.startswith("/") or "\\" in target:
         return None
-    return target
+    return None if target.startswith("//") else target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -67,7 +83,10 @@ def login() -> Any:
     if form.validate_on_submit():
         session = get_session()
         user = session.scalar(sa.select(User).where(User.username == form.username.data.strip()))
-        if user is not None and user.active and password_matches(user, form.password.data):
+        if user is None:
+            # Check a password anyway, so the answer takes as long as for a real username.
+            check_password_hash(_dummy_hash(), form.password.data)
+        elif user.active and password_matches(user, form.password.data):
             login_user(user)
             return redirect(_safe_next(request.args.get("next")) or url_for("admin.home"))
         form.form_errors.append("Wrong username or password.")
@@ -99,7 +118,7 @@ def home() -> Any:
 def _user_form() -> UserForm:
     form = UserForm()
     slugs = get_session().scalars(sa.select(Group.slug).order_by(Group.slug))
-    form.group.choices = [("", "—"), *((slug, slug) for slug in slugs)]
+    form.group.choices = choices([("", "—"), *((slug, slug) for slug in slugs)])
     return form
 
 

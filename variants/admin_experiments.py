@@ -19,6 +19,7 @@ from variants.admin_forms import (
     ReasonForm,
     StatusForm,
     WinnerForm,
+    choices,
     show_errors,
     variant_form_class,
     variant_values,
@@ -58,9 +59,12 @@ def _actor() -> str:
     return user.username
 
 
-def _winner_form(experiment: Experiment, formdata: Any = None) -> WinnerForm:
-    form = WinnerForm(prefix="winner", formdata=formdata)
-    form.variant.choices = [(v.key, v.name) for v in experiment.variants if v.status == "live"]
+def _winner_form(experiment: Experiment, *, blank: bool = False) -> WinnerForm:
+    """The winner form; ``blank`` ignores the request's form data (another form was posted)."""
+    form = WinnerForm(prefix="winner", **({"formdata": None} if blank else {}))
+    form.variant.choices = choices(
+        [(v.key, v.name) for v in experiment.variants if v.status == "live"]
+    )
     return form
 
 
@@ -69,7 +73,7 @@ def _experiment_page(experiment: Experiment, status: int = 200, **bound: FlaskFo
     forms: dict[str, FlaskForm] = {
         "status_form": StatusForm(prefix="status", formdata=None),
         "restart_form": ReasonForm(prefix="restart", formdata=None),
-        "winner_form": _winner_form(experiment, formdata=None),
+        "winner_form": _winner_form(experiment, blank=True),
     }
     forms.update(bound)
     variant_forms = {

@@ -12,6 +12,7 @@ from wtforms import (
     FloatField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -36,8 +37,7 @@ class ReasonForm(FlaskForm):
 
 
 class StatusForm(ReasonForm):
-    status = SelectField("New status", choices=[("running", "running"), ("paused", "paused"),
-                                                 ("finished", "finished")])  # fmt: skip
+    status = SelectField("New status", choices=["running", "paused", "finished"])
 
 
 class WinnerForm(ReasonForm):
@@ -66,8 +66,8 @@ class ExperimentForm(FlaskForm):
     key = StringField("Key", validators=[DataRequired()], description="e.g. recruiter-subject")
     name = StringField("Name", validators=[DataRequired()])
     description = TextAreaField("Description")
-    kind = SelectField("Kind", choices=[(kind, kind) for kind in EXPERIMENT_KINDS])
-    metric = SelectField("Metric", choices=[(metric, metric) for metric in METRICS])
+    kind = SelectField("Kind", choices=list(EXPERIMENT_KINDS))
+    metric = SelectField("Metric", choices=list(METRICS))
     policy_areas = StringField("Policy areas", description="comma-separated")
     prior_alpha = FloatField("Prior α", validators=[InputRequired()])
     prior_beta = FloatField("Prior β", validators=[InputRequired()])
@@ -128,8 +128,13 @@ def variant_values(form: FlaskForm, kind: str) -> dict[str, Any]:
 class UserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=120)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=10, max=200)])
-    role = SelectField("Role", choices=[(role, role) for role in ROLES])
+    role = SelectField("Role", choices=list(ROLES))
     group = SelectField("Group (group managers)", choices=[])
+
+
+def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    """Select options from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 def show_errors(form: FlaskForm, errors: dict[str, str]) -> None:

@@ -218,13 +218,21 @@ def _revision_key(experiment: Experiment, variant: Variant) -> str:
         number += 1
 
 
+def _is_promoted_winner(experiment: Experiment, variant: Variant) -> bool:
+    """Whether ``variant`` is what a promoted experiment serves (its latest promotion)."""
+    if experiment.status != "promoted":
+        return False
+    promotions = [d for d in experiment.decisions if d.kind == "promote"]
+    return bool(promotions) and promotions[-1].variant_id == variant.id
+
+
 def edit_variant(session: so.Session, variant: Variant, data: Mapping[str, Any]) -> Variant:
     """Apply ``data`` (name, is_control, content) to ``variant``; returns the variant now current.
 
     New content for a variant that has served traffic makes a new variant that replaces it (the
     old one is retired, its counts kept); otherwise the variant is changed in place. Raises
     :class:`ValidationError` for bad fields or a key change, :class:`ConflictError` for a
-    retired variant.
+    retired variant or new content for the served winner of a promoted experiment.
     """
     experiment = variant.experiment
     if variant.status == "retired":
@@ -235,6 +243,11 @@ def edit_variant(session: so.Session, variant: Variant, data: Mapping[str, Any])
     _refuse_second_control(experiment, cleaned.get("is_control", False), variant)
     content = cleaned.get("content", variant.content)
     if content != variant.content and has_served_traffic(session, variant):
+        if _is_promoted_winner(experiment, variant):
+            raise ConflictError(
+                f"variant {variant.key!r} is the promoted winner; restart the experiment or "
+                "add a new variant to test new content"
+            )
         replacement = Variant(
             key=_revision_key(experiment, variant),
             name=cleaned.get("name", variant.name),

@@ -12,7 +12,7 @@ shown), so attribution and the order survive the POST even if the page sat open 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from flask import (
     Blueprint,
     Flask,
     current_app,
+    get_template_attribute,
     redirect,
     render_template,
     request,
@@ -65,14 +66,16 @@ DEFAULT_CONTENT = {
 
 @dataclass(frozen=True)
 class LandingState:
-    """What every landing request needs, loaded once per refresh period."""
+    """What every landing request needs, loaded once per refresh period.
+
+    ``choice_html`` holds each group's rendered (unticked) checkbox: a page only joins them in
+    the visitor's order instead of rendering every group again.
+    """
 
     snapshot: assignment.ExperimentSnapshot | None
     cards: tuple[visibility.GroupCard, ...]
-
-    @property
-    def group_ids_by_slug(self) -> dict[str, int]:
-        return {card.slug: card.id for card in self.cards}
+    group_ids_by_slug: Mapping[str, int]
+    choice_html: Mapping[str, Markup]
 
 
 @dataclass
@@ -85,13 +88,23 @@ class LandingRuntime:
     now: Callable[[], datetime] = field(default=utcnow)
 
     def state(self) -> LandingState:
-        def load() -> LandingState:
-            db = get_session()
-            return LandingState(
-                assignment.load_landing_snapshot(db), tuple(visibility.load_group_cards(db))
-            )
+        return self.cache.get("landing", _load_state)
 
-        return self.cache.get("landing", load)
+
+def _load_state() -> LandingState:
+    db = get_session()
+    cards = tuple(visibility.load_group_cards(db))
+    consent_template = settings_of(current_app).landing.consent_text
+    group_choice = get_template_attribute("landing/_choice.html", "group_choice")
+    return LandingState(
+        snapshot=assignment.load_landing_snapshot(db),
+        cards=cards,
+        group_ids_by_slug={card.slug: card.id for card in cards},
+        choice_html={
+            card.slug: Markup(group_choice(card, signups.consent_text(consent_template, card.name)))
+            for card in cards
+        },
+    )
 
 
 def runtime_of(app: Flask) -> LandingRuntime:
@@ -158,7 +171,7 @@ def index() -> ResponseReturnValue:
         sigma=settings.landing.visibility_noise_sigma,
     )
     context = {"v": visit_id, "l": variant_id, "o": [card.slug for card in cards]}
-    return _render_page(arm, cards, runtime.form_signer.dumps(context))
+    return _render_page(arm, cards, runtime.form_signer.dumps(context), state=state)
 
 
 @bp.post("/signup")
@@ -337,7 +350,8 @@ def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnVal
         "zip": request.form.get("zip", ""),
         "groups": set(request.form.getlist("groups")),
     }
-    return _render_page(arm, cards, runtime.form_signer.dumps(context), errors, values), status
+    page = _render_page(arm, cards, runtime.form_signer.dumps(context), errors, values)
+    return page, status
 
 
 def _render_page(
@@ -346,14 +360,21 @@ def _render_page(
     form_context: str,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
+    *,
+    state: LandingState | None = None,
 ) -> str:
+    """The landing page; with ``state`` (a fresh form) the groups' cached HTML is reused."""
     content = {**DEFAULT_CONTENT, **(arm.content if arm is not None else {})}
     settings = settings_of(current_app)
+    choices_html = None
+    if state is not None:
+        choices_html = Markup("").join(state.choice_html[card.slug] for card in cards)
     return render_template(
         "landing/index.html",
         content=content,
         body=Markup(content.get("body") or ""),  # sanitized when the snapshot was loaded
         cards=cards,
+        choices_html=choices_html,
         consent=lambda name: signups.consent_text(settings.landing.consent_text, name),
         form_context=form_context,
         errors=errors or {},

@@ -8,7 +8,9 @@ a click within ``scanner_seconds_after_delivery`` of delivery, or clicks on
 bandit's counters move when a send's first human open / first human click / spam report /
 unsubscribe appears (+1) or, after a reclassification, disappears (-1): once per send, in the
 caller's transaction. Send rows are locked in id order (PostgreSQL), so concurrent batches
-touching one send apply one after the other.
+touching one send apply one after the other; the lock is FOR NO KEY UPDATE, which does not
+conflict with the key-share locks that inserting events (foreign key to sends) takes, so a batch
+still inserting cannot deadlock with one applying outcomes.
 """
 
 from __future__ import annotations
@@ -63,9 +65,16 @@ _VARIANT_COLUMNS = ("subject_variant_id", "body_variant_id", "share_variant_id")
 
 
 def apply_outcomes(
-    session: so.Session, events: Sequence[ParsedEvent], settings: WebhookSettings
+    session: so.Session,
+    events: Sequence[ParsedEvent],
+    settings: WebhookSettings,
+    locked: dict[int, dict[str, Any]] | None = None,
 ) -> None:
-    """Fold newly stored, attributed ``events`` into their sends and credit the variants."""
+    """Fold newly stored, attributed ``events`` into their sends and credit the variants.
+
+    ``locked`` holds send states already read with :func:`lock_sends` in this transaction
+    (attribution does, to save a query); missing sends are locked and read here.
+    """
     relevant = [
         e
         for e in events
@@ -78,7 +87,10 @@ def apply_outcomes(
     dialect = session.get_bind().dialect.name
     encode = native.encoder(dialect)
     # Send states hold times in the driver's native form (see webhooks.native): comparable as is.
-    current = _lock_sends(session, sorted({e.send_id for e in relevant if e.send_id}))
+    wanted = {e.send_id for e in relevant if e.send_id}
+    locked = locked or {}
+    current = {send_id: locked[send_id] for send_id in wanted if send_id in locked}
+    current.update(lock_sends(session, sorted(wanted - current.keys())))
     proposed = {send_id: dict(state) for send_id, state in current.items()}
     clicked: set[int] = set()
     for event in relevant:
@@ -94,10 +106,12 @@ def apply_outcomes(
             state[column] = at
             if column == "bounced_at":
                 state["bounce_type"] = event.label
+    # A new delivery time can only reclassify clicks a send already has.
     delivery_moved = {
         send_id
         for send_id, state in proposed.items()
         if state["delivered_at"] != current[send_id]["delivered_at"]
+        and (state["first_click_at"] is not None or state["scanner_click_at"] is not None)
     }
     if clicked or delivery_moved:
         _reclassify_clicks(session, proposed, sorted(clicked | delivery_moved), settings)
@@ -111,17 +125,25 @@ def _column_of(event: ParsedEvent) -> str:
     return FIRST_OF_TYPE[event.event_type]
 
 
-def _lock_sends(session: so.Session, send_ids: list[int]) -> dict[int, dict[str, Any]]:
+def lock_sends(session: so.Session, send_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Lock ``send_ids`` (in id order, PostgreSQL) and read what attribution and outcomes need;
+    times come in the driver's native form. Returns ``{send_id: {column: value}}``."""
     columns = [
         Send.id,
+        Send.mailing_id,
+        Send.x_message_id,
         *(getattr(Send, c) for c in _VARIANT_COLUMNS),
         *(sa.type_coerce(getattr(Send, c), native.RAW).label(c) for c in OUTCOME_COLUMNS),
     ]
+    names = [column.key for column in columns]
+    dialect = session.get_bind().dialect.name
+    connection = session.connection()
     states: dict[int, dict[str, Any]] = {}
     for chunk in chunked(send_ids, _CHUNK):
-        statement = sa.select(*columns).where(Send.id.in_(chunk)).order_by(Send.id)
-        for row in session.execute(statement.with_for_update()).mappings():
-            states[row["id"]] = dict(row)
+        statement = sa.select(*columns).where(native.is_in(Send.id, chunk, dialect))
+        statement = statement.order_by(Send.id).with_for_update(key_share=True)
+        for row in connection.execute(statement):
+            states[row[0]] = dict(zip(names, row, strict=True))
     return states
 
 
@@ -157,7 +179,8 @@ def _reclassify_clicks(
     settings: WebhookSettings,
 ) -> None:
     """Relabel every stored click of ``send_ids`` and recompute their first human/scanner click."""
-    decode = native.decoder(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    decode = native.decoder(dialect)
     clicks: dict[int, list[tuple[int, datetime, Any, str, str | None]]] = defaultdict(list)
     for chunk in chunked(send_ids, _CHUNK):
         statement = sa.select(
@@ -166,7 +189,7 @@ def _reclassify_clicks(
             sa.type_coerce(Event.occurred_at, native.RAW),
             Event.payload["url"].as_string(),
             Event.label,
-        ).where(Event.send_id.in_(chunk), Event.event_type == "click")
+        ).where(native.is_in(Event.send_id, chunk, dialect), Event.event_type == "click")
         for event_id, send_id, stored_at, url, label in session.execute(statement):
             at = decode(stored_at)
             if at is not None:
@@ -189,7 +212,7 @@ def _reclassify_clicks(
     for label, ids in relabel.items():
         for chunk in chunked(sorted(ids), _CHUNK):
             session.execute(
-                sa.update(Event).where(Event.id.in_(chunk)).values(label=label),
+                sa.update(Event).where(native.is_in(Event.id, chunk, dialect)).values(label=label),
                 execution_options={"synchronize_session": False},
             )
 
@@ -210,7 +233,7 @@ def _write_sends(
         .where(table.c.id == sa.bindparam("b_id"))
         .values({c: sa.type_coerce(sa.bindparam(f"b_{c}"), native.RAW) for c in OUTCOME_COLUMNS})
     )
-    session.connection().execute(statement, rows)
+    native.execute_many(session.connection(), statement, rows)
 
 
 def _credit_changes(

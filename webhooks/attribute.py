@@ -11,40 +11,43 @@ identify the send (one recipient appears once per request). Events matching no s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine.models import Contact, Recruiter, Send
 from engine.suppressions import chunked
+from webhooks import native
+from webhooks.apply import lock_sends
 from webhooks.parse import ParsedEvent
 
 _CHUNK = 2000
 _MAX_MESSAGE_ID = 64  # Send.x_message_id's size: longer prefixes match nothing
 
 
-def attribute(session: so.Session, events: Sequence[ParsedEvent]) -> None:
-    """Set ``send_id`` on each event that belongs to one of our sends (in place)."""
+def attribute(session: so.Session, events: Sequence[ParsedEvent]) -> dict[int, dict[str, Any]]:
+    """Set ``send_id`` on each event that belongs to one of our sends (in place).
+
+    Returns the locked states of the sends the events claim (see
+    :func:`webhooks.apply.lock_sends`), which outcomes then reuse.
+    """
     claimed = sorted({e.send_id_arg for e in events if e.send_id_arg is not None})
-    sends: dict[int, tuple[int, str | None]] = {}
-    for chunk in chunked(claimed, _CHUNK):
-        statement = sa.select(Send.id, Send.mailing_id, Send.x_message_id).where(
-            Send.id.in_(chunk)
-        )
-        for send_id, mailing_id, x_message_id in session.execute(statement):
-            sends[send_id] = (mailing_id, x_message_id)
+    sends = lock_sends(session, claimed)
+    dialect = session.get_bind().dialect.name
 
     unresolved: list[ParsedEvent] = []
     for event in events:
         send = sends.get(event.send_id_arg) if event.send_id_arg is not None else None
-        if send is not None and _agrees(event, *send):
+        if send is not None and _agrees(event, send["mailing_id"], send["x_message_id"]):
             event.send_id = event.send_id_arg
         else:
             event.send_id = None
             if event.message_prefix and event.email:
                 unresolved.append(event)
     if unresolved:
-        _attribute_by_message_id(session, unresolved)
+        _attribute_by_message_id(session, unresolved, dialect)
+    return sends
 
 
 def _agrees(event: ParsedEvent, mailing_id: int, x_message_id: str | None) -> bool:
@@ -53,9 +56,15 @@ def _agrees(event: ParsedEvent, mailing_id: int, x_message_id: str | None) -> bo
     return event.mailing_id_arg is None or event.mailing_id_arg == mailing_id
 
 
-def _attribute_by_message_id(session: so.Session, events: Sequence[ParsedEvent]) -> None:
+def _attribute_by_message_id(
+    session: so.Session, events: Sequence[ParsedEvent], dialect: str
+) -> None:
     prefixes = sorted(
-        {e.message_prefix for e in events if e.message_prefix and len(e.message_prefix) <= _MAX_MESSAGE_ID}
+        {
+            e.message_prefix
+            for e in events
+            if e.message_prefix and len(e.message_prefix) <= _MAX_MESSAGE_ID
+        }
     )
     owners: dict[tuple[str, str], int | None] = {}
     for chunk in chunked(prefixes, _CHUNK):
@@ -63,7 +72,7 @@ def _attribute_by_message_id(session: so.Session, events: Sequence[ParsedEvent])
             sa.select(Send.id, Send.x_message_id, Contact.email)
             .join(Recruiter, Send.recruiter_id == Recruiter.id)
             .join(Contact, Recruiter.contact_id == Contact.id)
-            .where(Send.x_message_id.in_(chunk))
+            .where(native.is_in(Send.x_message_id, chunk, dialect))
         )
         for send_id, x_message_id, email in session.execute(statement):
             key = (x_message_id, email)

@@ -9,14 +9,17 @@ once, and only the rows this request inserted go on to outcomes, suppressions an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.models import Alert, Event, QuarantinedEvent, WebhookBatch
 from engine.settings import WebhookSettings
@@ -51,14 +54,19 @@ class BatchResult:
         return asdict(self)
 
 
-def ingest_body(
-    session: so.Session, body: bytes, settings: WebhookSettings, now: datetime
-) -> BatchResult:
-    """Parse, deduplicate, store and apply one request body; returns the batch's counts.
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A parsed body: usable events (deduplicated within the batch, in key order) and rejects."""
 
-    Raises :class:`webhooks.parse.BodyError` (nothing stored) when the body is not a JSON array,
-    and SQLAlchemy errors when the database fails (the caller rolls back).
-    """
+    received: int
+    events: list[ParsedEvent]
+    rejected: list[Rejected]
+    body_bytes: int
+
+
+def prepare_batch(body: bytes) -> PreparedBatch:
+    """Parse and validate a body without touching the database (so it can run before a writer
+    takes its turn). Raises :class:`webhooks.parse.BodyError` when it is not a JSON array."""
     elements = parse_body(body)
     unique: dict[str, ParsedEvent] = {}
     rejected: list[Rejected] = []
@@ -70,17 +78,29 @@ def ingest_body(
             unique.setdefault(parsed.key, parsed)
     # Inserting in key order makes concurrent requests wait on each other's rows in one order.
     events = sorted(unique.values(), key=lambda e: e.key)
-    attribute(session, events)
+    return PreparedBatch(len(elements), events, rejected, len(body))
+
+
+def store_batch(
+    session: so.Session, batch: PreparedBatch, settings: WebhookSettings, now: datetime
+) -> BatchResult:
+    """Store a prepared batch and apply its new events; returns the batch's counts.
+
+    Raises SQLAlchemy errors when the database fails (the caller rolls back: nothing is kept).
+    """
+    events = batch.events
+    # Sends are locked before events are inserted: every writer takes its locks in one order.
+    locked = attribute(session, events)
     new_events = store_events(session, events, now)
-    apply_outcomes(session, new_events, settings)
+    apply_outcomes(session, new_events, settings, locked)
     apply_changes(session, _suppression_changes(new_events), now=now)
     _raise_alerts(session, new_events, now)
-    _quarantine(session, rejected, now)
+    _quarantine(session, batch.rejected, now)
     result = BatchResult(
-        received=len(elements),
+        received=batch.received,
         stored=len(new_events),
-        duplicates=len(elements) - len(rejected) - len(new_events),
-        quarantined=len(rejected),
+        duplicates=batch.received - len(batch.rejected) - len(new_events),
+        quarantined=len(batch.rejected),
     )
     session.execute(
         sa.insert(WebhookBatch).values(
@@ -88,11 +108,22 @@ def ingest_body(
             stored=result.stored,
             duplicates=result.duplicates,
             quarantined=result.quarantined,
-            body_bytes=len(body),
+            body_bytes=batch.body_bytes,
             received_at=now,
         )
     )
     return result
+
+
+def ingest_body(
+    session: so.Session, body: bytes, settings: WebhookSettings, now: datetime
+) -> BatchResult:
+    """Parse, deduplicate, store and apply one request body; returns the batch's counts.
+
+    Raises :class:`webhooks.parse.BodyError` (nothing stored) when the body is not a JSON array,
+    and SQLAlchemy errors when the database fails (the caller rolls back).
+    """
+    return store_batch(session, prepare_batch(body), settings, now)
 
 
 def store_events(
@@ -102,47 +133,98 @@ def store_events(
     if not events:
         return []
     dialect = session.get_bind().dialect.name
-    statement = _insert_statement(dialect)
     encode = native.encoder(dialect)
     received_at = encode(now)
     inserted: set[str] = set()
     for chunk in chunked(events, _INSERT_CHUNK):
-        rows = [
+        if dialect == "postgresql":
+            parameters: Any = {"rows": _rows_json(chunk), "received_at": received_at}
+            statement = _postgres_insert()
+        else:
+            parameters = [
+                {
+                    "event_key": e.key,
+                    "event_type": e.event_type,
+                    "sg_message_id": e.sg_message_id,
+                    "send_id": e.send_id,
+                    "occurred_raw": encode(e.occurred_at),
+                    "label": e.label,
+                    "payload_text": e.payload_json,
+                    "received_raw": received_at,
+                }
+                for e in chunk
+            ]
+            statement = _sqlite_insert()
+        inserted.update(session.execute(statement, parameters).scalars())
+    return [e for e in events if e.key in inserted]
+
+
+@functools.cache
+def _sqlite_insert() -> Any:
+    # Many-row INSERT (SQLAlchemy's insertmanyvalues); the payload is bound as the JSON text the
+    # parser made once (orjson), and times in the driver's form, skipping per-value conversion.
+    table = Event.__table__
+    return (
+        sqlite.insert(table)
+        .values(
+            payload=sa.bindparam("payload_text", type_=sa.Text()),
+            occurred_at=sa.type_coerce(sa.bindparam("occurred_raw"), native.RAW),
+            received_at=sa.type_coerce(sa.bindparam("received_raw"), native.RAW),
+        )
+        .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(table.c.event_key)
+    )
+
+
+@functools.cache
+def _postgres_insert() -> Any:
+    # One parameter for the whole chunk: a JSON array of rows that jsonb_to_recordset() turns
+    # into a table. A VALUES list would need eight parameters per event, and text arrays cost
+    # the driver an escape pass over every payload.
+    table = Event.__table__
+    rows = (
+        sa.func.jsonb_to_recordset(sa.cast(sa.bindparam("rows", type_=native.RAW), JSONB()))
+        .table_valued(
+            sa.column("event_key", sa.Text()),
+            sa.column("event_type", sa.Text()),
+            sa.column("sg_message_id", sa.Text()),
+            sa.column("send_id", sa.Integer()),
+            sa.column("occurred_at", postgresql.TIMESTAMP(timezone=True)),
+            sa.column("label", sa.Text()),
+            sa.column("payload", JSONB()),
+        )
+        .render_derived(with_types=True)
+    )
+    columns = ["event_key", "event_type", "sg_message_id", "send_id", "occurred_at", "label"]
+    select = sa.select(
+        *(rows.c[name] for name in columns),
+        rows.c.payload,
+        sa.type_coerce(sa.bindparam("received_at"), native.RAW),
+    )
+    return (
+        postgresql.insert(table)
+        .from_select([*columns, "payload", "received_at"], select)
+        .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(table.c.event_key)
+    )
+
+
+def _rows_json(events: Sequence[ParsedEvent]) -> str:
+    return orjson.dumps(
+        [
             {
                 "event_key": e.key,
                 "event_type": e.event_type,
                 "sg_message_id": e.sg_message_id,
                 "send_id": e.send_id,
-                "occurred_raw": encode(e.occurred_at),
+                "occurred_at": e.occurred_at,
                 "label": e.label,
-                "payload_text": e.payload_json,
-                "received_raw": received_at,
+                # Already JSON text (see parse.py): embedded as is, not parsed and re-encoded.
+                "payload": orjson.Fragment(e.payload_json),
             }
-            for e in chunk
+            for e in events
         ]
-        inserted.update(session.execute(statement, rows).scalars())
-    return [e for e in events if e.key in inserted]
-
-
-def _insert_statement(dialect: str) -> Any:
-    # The payload is bound as JSON text serialized once by the parser (orjson), and times in
-    # the driver's form, instead of converting each value again through the column types.
-    payload: Any = sa.bindparam("payload_text", type_=sa.Text())
-    if dialect == "postgresql":
-        insert: Any = postgresql.insert
-        payload = sa.cast(payload, postgresql.JSONB())
-    else:
-        insert = sqlite.insert
-    return (
-        insert(Event.__table__)
-        .values(
-            payload=payload,
-            occurred_at=sa.type_coerce(sa.bindparam("occurred_raw"), native.RAW),
-            received_at=sa.type_coerce(sa.bindparam("received_raw"), native.RAW),
-        )
-        .on_conflict_do_nothing(index_elements=["event_key"])
-        .returning(Event.__table__.c.event_key)
-    )
+    ).decode("utf-8")
 
 
 def _suppression_changes(events: Sequence[ParsedEvent]) -> list[SuppressionChange]:
@@ -160,7 +242,9 @@ def _suppression_changes(events: Sequence[ParsedEvent]) -> list[SuppressionChang
             scope = asm_scope(event.asm_group_id)
         else:
             scope = kind
-        changes.append(SuppressionChange(event.email, scope, event.event_type, active, event.occurred_at))
+        changes.append(
+            SuppressionChange(event.email, scope, event.event_type, active, event.occurred_at)
+        )
     return changes
 
 

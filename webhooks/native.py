@@ -41,8 +41,10 @@ def decoder(dialect_name: str) -> Decoder:
 def _to_sqlite_text(value: datetime | None) -> str | None:
     if value is None:
         return None
-    naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.isoformat(sep=" ", timespec="microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset (slicing beats reformatting).
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def _from_sqlite_text(value: Any) -> datetime | None:

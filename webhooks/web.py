@@ -7,7 +7,11 @@ stored), 503 when the database fails (SendGrid retries), otherwise 200 with the 
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
@@ -16,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from engine.auth import bearer_token
 from engine.db import get_session
 from engine.models import utcnow
-from webhooks.ingest import ingest_body
+from webhooks.ingest import prepare_batch, store_batch
 from webhooks.parse import BodyError
 from webhooks.verify import Verifier, build_verifier
 from webhooks.wire import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -24,13 +28,16 @@ from webhooks.wire import SIGNATURE_HEADER, TIMESTAMP_HEADER
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 VERIFIER = "resistry.webhook_verifier"
+WRITER_LOCK = "resistry.webhook_writer_lock"
 
 
 def init_app(app: Flask) -> None:
     """Load the verification key once (logging its state) and register the blueprint."""
     from engine.app import csrf, settings_of
 
-    app.extensions[VERIFIER] = build_verifier(settings_of(app))
+    settings = settings_of(app)
+    app.extensions[VERIFIER] = build_verifier(settings)
+    app.extensions[WRITER_LOCK] = _writer_lock_path(settings.database.url)
     # SendGrid cannot carry a CSRF token; the signature (and bearer token) authenticate it.
     csrf.exempt(bp)
     app.register_blueprint(bp)
@@ -49,16 +56,41 @@ def sendgrid_events() -> ResponseReturnValue:
     if not verifier.signature_ok(signature, timestamp, body):
         abort(403, description="missing or invalid SendGrid event webhook signature")
 
+    try:
+        batch = prepare_batch(body)
+    except BodyError as exc:
+        abort(400, description=str(exc))
     session = get_session()
     try:
-        result = ingest_body(session, body, settings_of(current_app).webhooks, now=utcnow())
-        session.commit()
-    except BodyError as exc:
-        session.rollback()
-        abort(400, description=str(exc))
+        with _writer_turn(current_app.extensions[WRITER_LOCK]):
+            result = store_batch(session, batch, settings_of(current_app).webhooks, now=utcnow())
+            session.commit()
     except sa.exc.SQLAlchemyError as exc:
         session.rollback()
         # Nothing of the batch was kept; a 5xx makes SendGrid send it again.
         log.error("webhook batch not stored, database error: %s", exc.__class__.__name__)
         return jsonify(error="Service Unavailable", message="database unavailable; retry"), 503
     return jsonify(result.as_dict())
+
+
+def _writer_lock_path(database_url: str) -> Path | None:
+    url = sa.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).with_name(Path(url.database).name + ".webhook-lock")
+
+
+@contextmanager
+def _writer_turn(lock_path: Path | None) -> Iterator[None]:
+    """On SQLite, webhook writers (across gunicorn workers) queue on a file lock, woken the
+    moment it frees, instead of in SQLite's busy handler, which sleeps up to 100 ms between
+    tries. PostgreSQL needs no turn: row locks order concurrent writers."""
+    if lock_path is None:
+        yield
+        return
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
@@ -45,7 +46,9 @@ def _render(draw: Any, *, width: float = 7.5, height: float = 3.6) -> str:
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    with _DRAWING, matplotlib.rc_context(_RC):
+    with _DRAWING, matplotlib.rc_context(_RC), warnings.catch_warnings():
+        # Inside the lock, so the filter cannot leak into another thread's work.
+        warnings.filterwarnings("ignore", "AutoDateLocator was unable", UserWarning)
         figure = Figure(figsize=(width, height), layout="constrained")
         FigureCanvasSVG(figure)
         draw(figure)
@@ -145,6 +148,9 @@ def time_series(
         if as_share:
             axes.yaxis.set_major_formatter(_percent())
             axes.set_ylim(0, None)
+        moments = [x for points in series.values() for x, _ in points]
+        if min(moments) == max(moments):  # one instant: widen, or the date axis has no scale
+            axes.set_xlim(min(moments) - timedelta(days=1), max(moments) + timedelta(days=1))
         _date_axis(axes)
         _legend(axes, len(series))
 

@@ -18,6 +18,7 @@ import sqlalchemy.orm as so
 
 from engine.models import Experiment, Mailing, Send, Signup, Variant, Visit
 from engine.reports import DateRange
+from engine.reports.sql import tune_for_reports
 from engine.reports.tables import Column, Table, ratio
 
 STEPS = (
@@ -35,12 +36,13 @@ KEYS = ("mailing_id", "subject_variant_id", "body_variant_id", "share_variant_id
 class FunnelReport:
     date_range: DateRange
     total: Table
+    steps: Table
     by_mailing: Table
     by_variant: Table
     landing: Table
 
     def tables(self) -> list[Table]:
-        return [self.total, self.by_mailing, self.by_variant, self.landing]
+        return [self.steps, self.total, self.by_mailing, self.by_variant, self.landing]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class FunnelReport:
 def funnel_report(session: so.Session, date_range: DateRange | None = None) -> FunnelReport:
     """Build the funnel over sends sent in ``date_range`` (default: all time)."""
     date_range = date_range or DateRange()
+    tune_for_reports(session)
     combos = _combination_counts(session, date_range)
     mailing_keys = dict(session.execute(sa.select(Mailing.id, Mailing.key)).all())
     variant_labels = {
@@ -95,6 +98,7 @@ def funnel_report(session: so.Session, date_range: DateRange | None = None) -> F
     return FunnelReport(
         date_range=date_range,
         total=total_table,
+        steps=_steps_table(total_table.rows[0]),
         by_mailing=Table(
             "by_mailing",
             "Funnel per mailing",
@@ -240,6 +244,39 @@ def _landing_table(
             Column("groups_per_signup", "Groups per signup", "float"),
         ],
         rows,
+    )
+
+
+def _steps_table(total: dict[str, Any]) -> Table:
+    """The total funnel one step per row, with what each step lost from the one before."""
+    rows = []
+    previous = None
+    for key, label in (("sent", "Sent"), *STEPS):
+        count = total[key]
+        row: dict[str, Any] = {"step": label, "count": count}
+        if previous is None or key == "groups_ticked":
+            # Ticking several groups multiplies signups: there is no drop to speak of.
+            row.update(of_previous=None, drop=None, drop_rate=None)
+        else:
+            row.update(
+                of_previous=ratio(count, previous),
+                drop=previous - count,
+                drop_rate=ratio(previous - count, previous),
+            )
+        rows.append(row)
+        previous = count
+    return Table(
+        "steps",
+        "Funnel steps, all mailings",
+        [
+            Column("step", "Step"),
+            Column("count", "Count", "int"),
+            Column("of_previous", "Share of previous step", "rate"),
+            Column("drop", "Drop from previous step", "int"),
+            Column("drop_rate", "Drop rate", "rate"),
+        ],
+        rows,
+        note="Counts are sends reaching each step; groups ticked counts signup rows.",
     )
 
 

@@ -18,6 +18,7 @@ import sqlalchemy.orm as so
 from engine import stats
 from engine.models import Experiment, Send, Variant, Visit
 from engine.reports import DateRange
+from engine.reports.sql import tune_for_reports
 from engine.reports.tables import Column, Table, ratio, sig
 
 UNTAGGED = "(untagged)"
@@ -50,6 +51,7 @@ def policy_area_report(
 ) -> PolicyAreaReport:
     """Pool trials and successes by policy area and metric over ``date_range`` (default: all)."""
     date_range = date_range or DateRange()
+    tune_for_reports(session)
     experiments = list(session.scalars(sa.select(Experiment).order_by(Experiment.key)))
     experiment_of = dict(session.execute(sa.select(Variant.id, Variant.experiment_id)).all())
     by_metric = {e.id: e.metric for e in experiments}

@@ -20,7 +20,7 @@ import sqlalchemy.orm as so
 
 from engine.models import Group, Signup, Visit
 from engine.reports import DateRange
-from engine.reports.sql import timeline_days, utc_day
+from engine.reports.sql import timeline_days, tune_for_reports, utc_day
 from engine.reports.tables import Column, Table, ratio, sig
 
 # As the landing page counts them: a visit generates a contact only if it stored a signup row
@@ -52,6 +52,7 @@ def reciprocity_report(
     """Build the ledger over ``date_range`` (default: all time); visibility uses all history
     up to the end of the range, as the landing page does."""
     date_range = date_range or DateRange()
+    tune_for_reports(session)
     groups = session.execute(
         sa.select(Group.id, Group.slug, Group.name, Group.active).order_by(Group.name, Group.id)
     ).all()

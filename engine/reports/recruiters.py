@@ -18,7 +18,7 @@ import sqlalchemy.orm as so
 
 from engine.models import Contact, Recruiter, Visit
 from engine.reports import DateRange
-from engine.reports.sql import timeline_days, utc_day
+from engine.reports.sql import timeline_days, tune_for_reports, utc_day
 from engine.reports.tables import Column, Table, iso, ratio
 
 LADDER = ("contacts", "recruiters", "active_recruiters", "leaders")
@@ -56,6 +56,7 @@ def recruiter_report(
     if limit < 1 or leader_min_friends < 1:
         raise ValueError("limit and leader_min_friends must be ≥ 1")
     date_range = date_range or DateRange()
+    tune_for_reports(session)
     return RecruiterReport(
         date_range,
         leader_min_friends,

@@ -9,9 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
+from engine.app import csrf, settings_of
 from engine.auth import require_roles
 from engine.db import get_session
 from engine.reports import DateRange, ReportInputError, charts, parse_date_range
@@ -42,8 +53,6 @@ REPORTS = {
 
 
 def init_app(app: Flask) -> None:
-    from engine.app import csrf
-
     # The JSON API takes bearer tokens (sessions only for GET), so CSRF does not apply.
     csrf.exempt(api)
     app.register_blueprint(bp)
@@ -68,18 +77,10 @@ def _leaderboard_limit() -> int:
     return int(raw)
 
 
-def _settings() -> Any:
-    from flask import current_app
-
-    from engine.app import settings_of
-
-    return settings_of(current_app)
-
-
 def _build(name: str, date_range: DateRange) -> Any:
     """The report called ``name`` over ``date_range``; 404 for an unknown name."""
     session = get_session()
-    settings = _settings()
+    settings = settings_of(current_app)
     builders: dict[str, Callable[[], Any]] = {
         "funnel": lambda: funnel_report(session, date_range),
         "reciprocity": lambda: reciprocity_report(

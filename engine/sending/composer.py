@@ -16,6 +16,7 @@ Custom args name the send and its variants; categories carry only experiment/var
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -85,6 +86,9 @@ class ComposedRequest:
     send_ids: list[int]
 
 
+_TAG_PATTERN = re.compile(r"%rs\.(\w+)%")
+
+
 def tag(name: str) -> str:
     """The substitution tag that stands for placeholder ``name`` in a shared body."""
     return f"%rs.{name}%"
@@ -140,6 +144,7 @@ class Composer:
         self._mailing_id = str(mailing_id)
         self._asm_group_id = asm_group_id
         self._bodies: dict[int, PreparedBody] = {}
+        self._texts: dict[tuple[str, str], list[str]] = {}
 
     def body(self, arm: Arm) -> PreparedBody:
         """The body variant compiled once (MJML → HTML), cached for the run.
@@ -155,10 +160,35 @@ class Composer:
         return prepared
 
     def text(self, template: str, context: Mapping[str, object], name: str) -> str:
-        """Fill a subject, preheader or share text; templates without Jinja need no render."""
+        """Fill a subject, preheader or share text for one recipient.
+
+        Jinja renders each template once, with tags for the placeholders it prints bare; each
+        recipient then costs one join of the pieces with their values (same result, ~1 µs).
+        A template that uses a placeholder any other way is rendered by Jinja every time.
+        Raises the renderer's ``TemplateError`` for a template it refuses.
+        """
         if "{" not in template:
             return template
-        return self._renderers.render_text(template, context, name)
+        pieces = self._texts.get((template, name))
+        if pieces is None:
+            pieces = self._texts[(template, name)] = self._text_pieces(template, context, name)
+        if not pieces:
+            return self._renderers.render_text(template, context, name)
+        return "".join(
+            piece if i % 2 == 0 else str(context[piece]) for i, piece in enumerate(pieces)
+        )
+
+    def _text_pieces(self, template: str, context: Mapping[str, object], name: str) -> list[str]:
+        """Literal text and placeholder names, alternating; empty when not splittable."""
+        try:
+            bare, dynamic = placeholder_usage(template)
+        except jinja2.TemplateSyntaxError:
+            return []  # let the renderer report it with the variant's name
+        if dynamic:
+            return []
+        tagged = {**context, **{placeholder: tag(placeholder) for placeholder in bare}}
+        pieces = _TAG_PATTERN.split(self._renderers.render_text(template, tagged, name))
+        return pieces if all(p in bare for p in pieces[1::2]) else []
 
     def fill_texts(self, recipient: Recipient, subject: Arm, share: Arm | None) -> None:
         """Render the recipient's share text (into the context), subject and preheader."""
@@ -205,7 +235,7 @@ class Composer:
         self, prepared: PreparedBody, recipient: Recipient, preheader_varies: bool
     ) -> tuple[str, dict[str, str]]:
         context = recipient.context
-        substitutions = {tag(name): str(escape(context[name])) for name in prepared.substituted}
+        substitutions = {tag(name): _escaped(context[name]) for name in prepared.substituted}
         if preheader_varies:
             substitutions[tag(PREHEADER)] = str(escape(recipient.preheader))
         key: tuple[object, ...] = tuple((name, context[name]) for name in sorted(prepared.dynamic))
@@ -260,6 +290,11 @@ class Composer:
             "categories": categories,
             "asm": {"group_id": self._asm_group_id},
         }
+
+
+def _escaped(value: object) -> str:
+    """HTML-escaped as Jinja's autoescape does (numbers need no escaping)."""
+    return str(value) if type(value) is int else str(escape(value))
 
 
 def _with_preheader(html: str, preheader: str) -> str:

@@ -9,12 +9,13 @@ its decimal digits), which yields byte-for-byte the tokens ``tokens.sign`` makes
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.signer import Signer
 
 from engine import tokens
-from engine.recruiters import referral_link
 from engine.settings import Settings
 
 
@@ -44,11 +45,15 @@ class LinkSigner:
 
     def email_referral_link(self, code: str, send_id: int, share_variant_id: int | None) -> str:
         """The recruiter's link as it appears in one email: ``/?r=&s=&t=`` (``s`` if a share
-        text was chosen). The send token credits the send when the link is followed."""
-        share = self.share_token(share_variant_id) if share_variant_id is not None else None
-        return referral_link(
-            self._base_url, code, share_token=share, send_token=self.sign(tokens.SEND, send_id)
-        )
+        text was chosen). The send token credits the send when the link is followed.
+
+        Same URL as :func:`engine.recruiters.referral_link`, without its general-purpose
+        encoder: tokens are URL-safe by construction, only the code is quoted.
+        """
+        link = f"{self._base_url}/?r={quote_plus(code)}"
+        if share_variant_id is not None:
+            link += f"&s={self.share_token(share_variant_id)}"
+        return f"{link}&t={self.sign(tokens.SEND, send_id)}"
 
     def unsubscribe_url(self, send_id: int) -> str:
         """``/unsubscribe/<token>``: names the send, and so the address (never expires)."""

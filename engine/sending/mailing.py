@@ -6,9 +6,12 @@ Each request's sends are committed as ``sending`` *before* the HTTP call; the an
 ``sent`` (with SendGrid's ``X-Message-Id`` and one trial per variant, in the same transaction) or
 ``failed`` (with the reason). A crash between the two leaves ``sending`` rows: SendGrid may or may
 not have them, so they are reported as "unknown, not retried" and never sent again (at most
-once). Re-running a mailing sends only ``planned`` rows, claimed with a conditional UPDATE so two
+once). Re-running a mailing sends only ``planned`` rows, claimed by a conditional UPDATE so two
 runners cannot both take the same row. Addresses suppressed since planning are skipped, and
 nothing is sent while ``engine.suppressions.sending_paused``.
+
+To stay fast, one request is on the wire while the next is composed (a single sender thread does
+only the HTTP call; every database write stays on the caller's thread, in order).
 
 These functions commit: each state change must be durable before the next step happens.
 """
@@ -16,10 +19,11 @@ These functions commit: each state change must be durable before the next step h
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -27,16 +31,25 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine import outcomes, suppressions
-from engine.models import Contact, Experiment, Mailing, Recruiter, Send, Variant, utcnow
+from engine.models import Mailing, utcnow
 from engine.recruiters import RecruiterCounts, recruiter_counts
-from engine.sending.client import MailClient, PostResult, SendGridAuthError
-from engine.sending.composer import Arm, Composer, Recipient, Renderers
+from engine.sending import records
+from engine.sending.client import PostResult, SendGridAuthError
+from engine.sending.composer import Arm, ComposedRequest, Composer, Recipient, Renderers
 from engine.sending.links import LinkSigner
-from engine.sending.planner import Plan, arm_of, draw_plan, summarize
+from engine.sending.planner import draw_plan
+from engine.sending.records import PlannedRow, remaining_plan
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+Combination = tuple[int | None, int | None, int | None]
+
+
+class Poster(Protocol):
+    """What the mailing needs of :class:`engine.sending.client.MailClient`."""
+
+    def post(self, body: dict[str, Any]) -> PostResult: ...
 
 
 class MailingError(RuntimeError):
@@ -101,41 +114,9 @@ def prepare_mailing(
     )
     session.add(mailing)
     session.flush()
-    store_plan(session, mailing, plan, now)
+    records.store_plan(session, mailing, plan, now)
     session.commit()
     return mailing, len(plan.recruiter_ids)
-
-
-def store_plan(session: so.Session, mailing: Mailing, plan: Plan, now: datetime) -> None:
-    """Insert one ``planned`` send per recipient in bulk (executemany in chunks)."""
-    columns = {kind: plan.variants[kind] for kind in ("subject", "body", "share")}
-    rows = [
-        {
-            "mailing_id": mailing.id,
-            "recruiter_id": recruiter_id,
-            "subject_variant_id": columns["subject"][i] if columns["subject"] else None,
-            "body_variant_id": columns["body"][i] if columns["body"] else None,
-            "share_variant_id": columns["share"][i] if columns["share"] else None,
-            "status": "planned",
-            "error": "",
-            "created_at": now,
-        }
-        for i, recruiter_id in enumerate(plan.recruiter_ids)
-    ]
-    for start in range(0, len(rows), 10_000):
-        session.execute(sa.insert(Send), rows[start : start + 10_000])
-
-
-@dataclass(frozen=True)
-class _Row:
-    send_id: int
-    recruiter_id: int
-    code: str
-    email: str
-    first_name: str
-    subject_id: int | None
-    body_id: int | None
-    share_id: int | None
 
 
 def send_mailing(
@@ -144,7 +125,7 @@ def send_mailing(
     mailing: Mailing,
     *,
     renderers: Renderers,
-    client: MailClient,
+    client: Poster,
     clock: Clock = utcnow,
     on_progress: Callable[[int], None] | None = None,
 ) -> MailingReport:
@@ -155,188 +136,181 @@ def send_mailing(
     exception leaves the rows already handed over as ``sending`` (never re-sent).
     """
     report = MailingReport(mailing.id, mailing.key, mailing.status, plan=dict(mailing.plan))
-    rows = _planned_rows(session, mailing.id)
-    if rows and suppressions.sending_paused(session):
+    if suppressions.sending_paused(session):
         return _finish(session, mailing, report, clock(), "sending is paused by an open alert")
-    rows = _skip_suppressed(session, mailing, rows, report)
-    if rows:
-        mailing.status = "sending"
+    skipped = records.suppressed_send_ids(session, mailing)
+    if skipped:
+        report.skipped_suppressed = len(
+            records.move(
+                session,
+                sorted(skipped),
+                from_status="planned",
+                to_status="failed",
+                error="suppressed before sending",
+            )
+        )
         session.commit()
-    arms = _arms(session, rows)
-    counts = recruiter_counts(session, None if len(rows) > 5000 else {r.recruiter_id for r in rows})
+    rows = records.planned_rows(session, mailing.id)
+    if not rows:
+        return _finish(session, mailing, report, clock(), "")
+    mailing.status = "sending"
+    session.commit()
+    requests = _compose(session, settings, mailing, renderers, rows, report)
+    stopped = _send_all(session, client, requests, report, clock, on_progress)
+    return _finish(session, mailing, report, clock(), stopped)
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    request: ComposedRequest
+    trials: dict[int, int]  # variant id → trials per send of this request
+
+
+def _compose(
+    session: so.Session,
+    settings: Settings,
+    mailing: Mailing,
+    renderers: Renderers,
+    rows: list[PlannedRow],
+    report: MailingReport,
+) -> Iterator[_Outgoing]:
+    """Requests, composed lazily (chunk by chunk) so the previous one travels meanwhile."""
+    arms = records.arms_by_id(
+        session, {i for row in rows for i in (row.subject_id, row.body_id, row.share_id) if i}
+    )
+    many = len(rows) > 5000
+    counts = recruiter_counts(session, None if many else {row.recruiter_id for row in rows})
     composer = Composer(
         renderers, settings.sendgrid, mailing_id=mailing.id, asm_group_id=mailing.asm_group_id
     )
     links = LinkSigner(settings)
-    groups: dict[tuple[int | None, int | None, int | None], list[_Row]] = {}
+    size = settings.sendgrid.personalizations_per_request
+    groups: dict[Combination, list[PlannedRow]] = {}
     for row in rows:
         groups.setdefault((row.subject_id, row.body_id, row.share_id), []).append(row)
     for (subject_id, body_id, share_id), members in groups.items():
         if subject_id is None or body_id is None:
-            _mark(session, [r.send_id for r in members], "failed", "no subject or body variant")
-            report.failed += len(members)
+            ids = [row.send_id for row in members]
+            failed = records.move(
+                session, ids, from_status="planned", to_status="failed", error="no subject or body"
+            )
+            report.failed += len(failed)
             session.commit()
             continue
         subject, body = arms[subject_id], arms[body_id]
         share = arms[share_id] if share_id is not None else None
-        try:
-            recipients = [
-                _recipient(composer, links, row, counts, subject, share) for row in members
-            ]
-            requests = list(composer.requests(subject, body, share, recipients))
-        except ValueError as exc:  # the renderer's TemplateError is a ValueError
-            raise MailingError(f"cannot render {body.label}: {exc}") from None
-        for request in requests:
-            if suppressions.sending_paused(session):
-                return _finish(session, mailing, report, clock(), "sending paused by an alert")
-            stopped = _send_request(session, client, request.body, request.send_ids, report, clock)
-            if on_progress is not None:
-                on_progress(len(request.send_ids))
-            if stopped:
-                return _finish(session, mailing, report, clock(), stopped)
-    return _finish(session, mailing, report, clock(), "")
+        trials = {i: 1 for i in (subject_id, body_id, share_id) if i is not None}
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            try:
+                recipients = [
+                    _recipient(composer, links, row, counts, subject, share) for row in chunk
+                ]
+                composed = list(composer.requests(subject, body, share, recipients))
+            except ValueError as exc:  # the renderer's TemplateError is a ValueError
+                raise MailingError(f"cannot render the email: {exc}") from None
+            for request in composed:
+                yield _Outgoing(request, trials)
 
 
-def _send_request(
+def _send_all(
     session: so.Session,
-    client: MailClient,
-    body: dict[str, Any],
-    send_ids: Sequence[int],
+    client: Poster,
+    requests: Iterator[_Outgoing],
     report: MailingReport,
     clock: Clock,
+    on_progress: Callable[[int], None] | None,
 ) -> str:
-    """Claim, post and record one request; returns why the mailing must stop, or ""."""
-    claimed = set(
-        session.scalars(
-            sa.update(Send)
-            .where(Send.id.in_(send_ids), Send.status == "planned")
-            .values(status="sending")
-            .returning(Send.id)
-        )
-    )
-    session.commit()  # durable before the HTTP call: a crash now means "unknown", never twice
-    if not claimed:
-        return ""
-    if len(claimed) < len(send_ids):  # another runner took some: send only ours
-        body = dict(body)
-        body["personalizations"] = [
-            p for p in body["personalizations"] if int(p["custom_args"]["send_id"]) in claimed
-        ]
-    ids = sorted(claimed)
-    try:
-        result: PostResult = client.post(body)
-    except SendGridAuthError as exc:
-        _mark(session, ids, "planned", "", from_status="sending")
-        session.commit()
-        raise MailingError(str(exc)) from None
-    if result.outcome == "accepted":
-        sent = _mark(session, ids, "sent", "", x_message_id=result.x_message_id, sent_at=clock())
-        outcomes.add_trials(session, _trial_counts(session, sent))
-        report.sent += len(sent)
-    elif result.outcome == "rate_limited":
-        _mark(session, ids, "planned", "", from_status="sending")
-        session.commit()
-        return f"SendGrid kept rate-limiting ({result.message}); run again later"
-    else:
-        report.failed += len(_mark(session, ids, "failed", result.message))
-    session.commit()
+    """Post each request while the next is composed; returns why sending stopped, or ""."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-send") as sender:
+        in_flight: tuple[Future[PostResult], _Outgoing, list[int]] | None = None
+        try:
+            for outgoing in requests:  # composing this one overlaps the request in flight
+                if in_flight is not None:
+                    flying, in_flight = in_flight, None
+                    stopped = _record(session, *flying, report, clock, on_progress)
+                    if stopped:
+                        return stopped
+                if suppressions.sending_paused(session):
+                    return "sending paused by an alert"
+                claimed = _claim(session, outgoing.request.send_ids)
+                if claimed:
+                    body = _only(outgoing.request.body, claimed)
+                    in_flight = (sender.submit(client.post, body), outgoing, claimed)
+        except BaseException:
+            if in_flight is not None:  # record what was handed over, then let the error out
+                _record(session, *in_flight, report, clock, on_progress)
+            raise
+        if in_flight is not None:
+            return _record(session, *in_flight, report, clock, on_progress)
     return ""
 
 
-def _mark(
-    session: so.Session,
-    ids: Sequence[int],
-    status: str,
-    error: str,
-    *,
-    from_status: str = "sending",
-    **values: Any,
-) -> list[int]:
-    """Move sends ``from_status → status``; returns the ids that moved."""
-    statement = (
-        sa.update(Send)
-        .where(Send.id.in_(ids), Send.status == from_status)
-        .values(status=status, error=error, **values)
-        .returning(Send.id)
-    )
-    if from_status == "planned" and status == "failed":
-        statement = statement.where(Send.status == "planned")
-    return list(session.scalars(statement))
-
-
-def _trial_counts(session: so.Session, send_ids: Sequence[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    if not send_ids:
-        return counts
-    for column in (Send.subject_variant_id, Send.body_variant_id, Send.share_variant_id):
-        for variant_id, n in session.execute(
-            sa.select(column, sa.func.count())
-            .where(Send.id.in_(send_ids), column.is_not(None))
-            .group_by(column)
-        ):
-            counts[variant_id] = counts.get(variant_id, 0) + n
-    return counts
-
-
-def _planned_rows(session: so.Session, mailing_id: int) -> list[_Row]:
-    query = (
-        sa.select(
-            Send.id,
-            Send.recruiter_id,
-            Recruiter.code,
-            Contact.email,
-            Contact.first_name,
-            Send.subject_variant_id,
-            Send.body_variant_id,
-            Send.share_variant_id,
-        )
-        .join(Recruiter, Recruiter.id == Send.recruiter_id)
-        .join(Contact, Contact.id == Recruiter.contact_id)
-        .where(Send.mailing_id == mailing_id, Send.status == "planned")
-        .order_by(Send.id)
-    )
-    return [_Row(*row) for row in session.execute(query)]
-
-
-def _skip_suppressed(
-    session: so.Session, mailing: Mailing, rows: list[_Row], report: MailingReport
-) -> list[_Row]:
-    """Fail the planned sends whose address was suppressed since planning; keep the rest."""
-    blocked = suppressions.suppressed_emails(
-        session, (row.email for row in rows), mailing.asm_group_id
-    )
-    if not blocked:
-        return rows
-    skipped = [row.send_id for row in rows if row.email in blocked]
-    for start in range(0, len(skipped), 1000):
-        _mark(
-            session,
-            skipped[start : start + 1000],
-            "failed",
-            "suppressed before sending",
-            from_status="planned",
-        )
+def _claim(session: so.Session, send_ids: Sequence[int]) -> list[int]:
+    """``planned → sending``, committed before the HTTP call: a crash now means "unknown"."""
+    claimed = records.move(session, send_ids, from_status="planned", to_status="sending")
     session.commit()
-    report.skipped_suppressed += len(skipped)
-    return [row for row in rows if row.email not in blocked]
+    return sorted(claimed)
 
 
-def _arms(session: so.Session, rows: Sequence[_Row]) -> dict[int, Arm]:
-    ids = {i for row in rows for i in (row.subject_id, row.body_id, row.share_id) if i}
-    if not ids:
-        return {}
-    pairs = session.execute(
-        sa.select(Variant, Experiment)
-        .join(Experiment, Experiment.id == Variant.experiment_id)
-        .where(Variant.id.in_(ids))
-    )
-    return {variant.id: arm_of(experiment, variant) for variant, experiment in pairs}
+def _only(body: dict[str, Any], claimed: list[int]) -> dict[str, Any]:
+    """The request without the sends another runner claimed first (rare)."""
+    keep = {str(send_id) for send_id in claimed}
+    personalizations = body["personalizations"]
+    if len(personalizations) == len(keep):
+        return body
+    return {
+        **body,
+        "personalizations": [p for p in personalizations if p["custom_args"]["send_id"] in keep],
+    }
+
+
+def _record(
+    session: so.Session,
+    future: Future[PostResult],
+    outgoing: _Outgoing,
+    ids: list[int],
+    report: MailingReport,
+    clock: Clock,
+    on_progress: Callable[[int], None] | None,
+) -> str:
+    """Store one request's answer; returns why the mailing must stop, or ""."""
+    try:
+        result = future.result()
+    except SendGridAuthError as exc:
+        records.move(session, ids, from_status="sending", to_status="planned")
+        session.commit()
+        raise MailingError(str(exc)) from None
+    if result.outcome == "accepted":
+        sent = records.move(
+            session,
+            ids,
+            from_status="sending",
+            to_status="sent",
+            x_message_id=result.x_message_id,
+            sent_at=clock(),
+        )
+        outcomes.add_trials(session, {vid: n * len(sent) for vid, n in outgoing.trials.items()})
+        report.sent += len(sent)
+    elif result.outcome == "rate_limited":
+        records.move(session, ids, from_status="sending", to_status="planned")
+        session.commit()
+        return f"SendGrid kept rate-limiting ({result.message}); run again later"
+    else:
+        failed = records.move(
+            session, ids, from_status="sending", to_status="failed", error=result.message
+        )
+        report.failed += len(failed)
+    session.commit()
+    if on_progress is not None:
+        on_progress(len(ids))
+    return ""
 
 
 def _recipient(
     composer: Composer,
     links: LinkSigner,
-    row: _Row,
+    row: PlannedRow,
     counts: dict[int, RecruiterCounts],
     subject: Arm,
     share: Arm | None,
@@ -359,13 +333,7 @@ def _recipient(
 def _finish(
     session: so.Session, mailing: Mailing, report: MailingReport, now: datetime, stopped: str
 ) -> MailingReport:
-    by_status = dict(
-        session.execute(
-            sa.select(Send.status, sa.func.count())
-            .where(Send.mailing_id == mailing.id)
-            .group_by(Send.status)
-        ).all()
-    )
+    by_status = records.status_counts(session, mailing.id)
     report.remaining = by_status.get("planned", 0)
     report.unknown = by_status.get("sending", 0)
     report.stopped = stopped
@@ -375,9 +343,7 @@ def _finish(
     session.commit()
     report.status = mailing.status
     if report.unknown:
-        log.warning(
-            "mailing %s: %d sends unknown (sending), not retried", mailing.key, report.unknown
-        )
+        log.warning("mailing %s: %d sends unknown, not retried", mailing.key, report.unknown)
     log.info("mailing %s: %s", mailing.key, "; ".join(report.lines()[1:]))
     return report
 
@@ -387,7 +353,7 @@ def run_recruiter_mailing(
     settings: Settings,
     *,
     renderers: Renderers,
-    client: MailClient,
+    client: Poster,
     key: str | None = None,
     rng: np.random.Generator | None = None,
     clock: Clock = utcnow,
@@ -418,26 +384,3 @@ def run_recruiter_mailing(
     )
     report.planned_now = planned_now
     return report
-
-
-def remaining_plan(session: so.Session, mailing: Mailing) -> dict[str, Any]:
-    """The plan of the sends still ``planned``: recipients per variant and per combination."""
-    rows = session.execute(
-        sa.select(Send.subject_variant_id, Send.body_variant_id, Send.share_variant_id).where(
-            Send.mailing_id == mailing.id, Send.status == "planned"
-        )
-    ).all()
-    variants: dict[str, list[int] | None] = {
-        kind: [row[i] for row in rows] if rows and rows[0][i] is not None else None
-        for i, kind in enumerate(("subject", "body", "share"))
-    }
-    ids = {i for row in rows for i in row if i is not None}
-    arms = _arms(session, [_Row(0, 0, "", "", "", *row) for row in rows[:0]]) if not ids else {}
-    if ids:
-        pairs = session.execute(
-            sa.select(Variant, Experiment)
-            .join(Experiment, Experiment.id == Variant.experiment_id)
-            .where(Variant.id.in_(ids))
-        )
-        arms = {variant.id: arm_of(experiment, variant) for variant, experiment in pairs}
-    return summarize(variants, arms, len(rows), 0)

@@ -74,14 +74,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_key", name=op.f("uq_events_event_key")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_events_event_type"), ["event_type"], unique=False)
-        batch_op.create_index(batch_op.f("ix_events_send_id"), ["send_id"], unique=False)
+        batch_op.create_index(
+            "ix_events_send_id_event_type", ["send_id", "event_type"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_events_send_id"))
-        batch_op.drop_index(batch_op.f("ix_events_event_type"))
+        batch_op.drop_index("ix_events_send_id_event_type")
 
     op.drop_table("events")
     op.drop_table("webhook_batches")

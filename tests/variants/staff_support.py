@@ -92,9 +92,12 @@ def make_user(
 
 
 def csrf_token(html: str) -> str:
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
+    """A CSRF token from any form on the page (one token serves every form of the session)."""
+    tag = re.search(r'<input[^>]*name="[\w-]*csrf_token"[^>]*>', html)
+    assert tag, "no CSRF token on the page"
+    value = re.search(r'value="([^"]+)"', tag.group(0))
+    assert value
+    return value.group(1)
 
 
 def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:

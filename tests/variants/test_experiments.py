@@ -160,6 +160,10 @@ def test_force_winner(session: so.Session, settings: Settings) -> None:
     assert snapshot[str(a.id)]["trials"] == 100
     with pytest.raises(ValidationError):
         decisions.force_winner(session, experiment, a, "ana", "")
+    # The winner is what is served now: new content needs a restart or a new variant.
+    with pytest.raises(ConflictError, match="promoted winner"):
+        experiments.edit_variant(session, b, {"content": {"subject": "Changed"}})
+    assert experiments.edit_variant(session, a, {"content": {"subject": "New"}}).key == "a-r2"
 
 
 def test_restart_bumps_epoch_zeroes_counters_keeps_rows(

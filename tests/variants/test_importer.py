@@ -160,6 +160,22 @@ def test_removed_variant_is_paused_not_deleted_and_comes_back(
     assert removed.status == "live"
 
 
+def test_the_control_can_move_when_the_old_one_is_removed(
+    session: so.Session, settings: Settings
+) -> None:
+    run(session, settings, CAMPAIGN)
+    changed = copy.deepcopy(CAMPAIGN)
+    variants = changed["experiments"][0]["variants"]
+    del variants[0]
+    variants[0]["is_control"] = True
+    report = run(session, settings, changed)
+    assert report.paused == ["variant subjects/a"]
+    assert report.updated == ["variant subjects/b (is_control)"]
+    assert not variant(session, "subjects", "a").is_control
+    assert variant(session, "subjects", "b").is_control
+    assert not run(session, settings, changed).changed
+
+
 def test_a_variant_paused_by_staff_stays_paused(session: so.Session, settings: Settings) -> None:
     run(session, settings, CAMPAIGN)
     decisions.pause_variant(session, variant(session, "subjects", "b"), "ana", "tone is off")

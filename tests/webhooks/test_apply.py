@@ -87,7 +87,12 @@ def test_click_seconds_after_delivery_is_a_suspected_scanner(
     session: so.Session, settings: Settings, world: Fixture
 ) -> None:
     send = world.sends[0]
-    ingest(session, settings, event("delivered", send, T0), event("click", send, T0 + 4, url="https://a"))
+    ingest(
+        session,
+        settings,
+        event("delivered", send, T0),
+        event("click", send, T0 + 4, url="https://a"),
+    )
     row = send_row(session, send)
     assert (row.first_click_at, row.scanner_click_at) == (None, at(T0 + 4))
     assert successes(session, world, 0) == (0, 0, 0)
@@ -105,12 +110,19 @@ def test_late_delivery_reclassifies_and_takes_the_credit_back(
         event("click", scanner_then_human, T0 + 7200, url="https://a"),
     )
     assert successes(session, world, 0) == (2, 0, 0)  # both sends share the subject arm
-    ingest(session, settings, event("delivered", only_scanner, T0), event("delivered", scanner_then_human, T0))
+    ingest(
+        session,
+        settings,
+        event("delivered", only_scanner, T0),
+        event("delivered", scanner_then_human, T0),
+    )
     assert send_row(session, only_scanner).first_click_at is None
     assert send_row(session, scanner_then_human).first_click_at == at(T0 + 7200)
     assert send_row(session, scanner_then_human).scanner_click_at == at(T0 + 2)
     assert successes(session, world, 0) == (1, 0, 0)
-    labels = session.scalars(sa.select(Event.label).where(Event.event_type == "click").order_by(Event.occurred_at))
+    labels = session.scalars(
+        sa.select(Event.label).where(Event.event_type == "click").order_by(Event.occurred_at)
+    )
     assert list(labels) == ["scanner", "scanner", "human"]
 
 
@@ -137,7 +149,11 @@ def test_burst_completed_by_a_later_batch_reclassifies(
     session: so.Session, settings: Settings, world: Fixture
 ) -> None:
     send = world.sends[0]
-    ingest(session, settings, *[event("click", send, T0 + 600 + n, url=f"https://x/{n}") for n in range(2)])
+    ingest(
+        session,
+        settings,
+        *[event("click", send, T0 + 600 + n, url=f"https://x/{n}") for n in range(2)],
+    )
     assert successes(session, world, 0) == (1, 0, 0)
     ingest(session, settings, event("click", send, T0 + 602, url="https://x/9"))
     assert send_row(session, send).first_click_at is None
@@ -168,7 +184,9 @@ def test_other_sends_are_untouched(session: so.Session, settings: Settings, worl
     assert send_row(session, world.sends[1]).first_open_at is None
 
 
-RULES = WebhookSettings(scanner_seconds_after_delivery=10, scanner_burst_links=3, scanner_burst_seconds=5)
+RULES = WebhookSettings(
+    scanner_seconds_after_delivery=10, scanner_burst_links=3, scanner_burst_seconds=5
+)
 D = at(T0)
 
 
@@ -179,11 +197,22 @@ D = at(T0)
         ([(D + timedelta(seconds=11), "a")], D, [False]),
         ([(D - timedelta(seconds=1), "a")], D, [False]),
         ([(D + timedelta(seconds=3), "a")], None, [False]),
-        ([(D + timedelta(seconds=s), u) for s, u in ((100, "a"), (103, "b"), (105, "c"))], D, [True] * 3),
-        ([(D + timedelta(seconds=s), u) for s, u in ((100, "a"), (103, "b"), (106, "c"))], D, [False] * 3),
+        (
+            [(D + timedelta(seconds=s), u) for s, u in ((100, "a"), (103, "b"), (105, "c"))],
+            D,
+            [True] * 3,
+        ),
+        (
+            [(D + timedelta(seconds=s), u) for s, u in ((100, "a"), (103, "b"), (106, "c"))],
+            D,
+            [False] * 3,
+        ),
         ([(D + timedelta(seconds=s), "a") for s in (100, 101, 102)], D, [False] * 3),
         (
-            [(D + timedelta(seconds=s), u) for s, u in ((500, "z"), (100, "a"), (102, "b"), (101, "c"))],
+            [
+                (D + timedelta(seconds=s), u)
+                for s, u in ((500, "z"), (100, "a"), (102, "b"), (101, "c"))
+            ],
             D,
             [False, True, True, True],
         ),

@@ -36,7 +36,12 @@ def test_events_stats_json(settings, sessions, session, world) -> None:  # type:
     result = run(settings, sessions, "events", "stats", "--json")
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output)
-    assert (stats["received"], stats["unique"], stats["duplicates"], stats["quarantined"]) == (7, 5, 1, 1)
+    assert (stats["received"], stats["unique"], stats["duplicates"], stats["quarantined"]) == (
+        7,
+        5,
+        1,
+        1,
+    )
     assert stats["by_type"]["bounce:bounce"] == stats["by_type"]["bounce:blocked"] == 1
     assert stats["opens"] == {"human": 0, "machine": 1}
 

@@ -36,8 +36,9 @@ def test_overlapping_concurrent_batches_count_once(
             events.append(event("spamreport", send, T0 + 4000))
     keyed = settings.replace(sendgrid={"webhook_public_key": wire.public_key_base64(signing_key)})
     clients = [
-        create_app({"TESTING": True}, settings=keyed, sessions=session_factory(committed_engine))
-        .test_client()
+        create_app(
+            {"TESTING": True}, settings=keyed, sessions=session_factory(committed_engine)
+        ).test_client()
         for _ in range(2)
     ]
     rng = random.Random(7)
@@ -49,16 +50,18 @@ def test_overlapping_concurrent_batches_count_once(
     for round_number in range(3):
         barrier = threading.Barrier(2)
 
-        def worker(index: int) -> None:
+        def worker(index: int, barrier: threading.Barrier, seed: int) -> None:
             batch = list(batches[index])
-            rng_local = random.Random(round_number * 10 + index)
-            rng_local.shuffle(batch)
+            random.Random(seed).shuffle(batch)
             barrier.wait()
             response = post(clients[index], signing_key, batch)
             with lock:
                 responses.append((response.status_code, response.json))
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        threads = [
+            threading.Thread(target=worker, args=(i, barrier, round_number * 10 + i))
+            for i in range(2)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -70,7 +73,9 @@ def test_overlapping_concurrent_batches_count_once(
     with committed_sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Event)) == len(events)
         assert session.scalar(sa.select(sa.func.sum(WebhookBatch.stored))) == len(events)
-        arms = {v.id: v for v in session.scalars(sa.select(Variant).where(Variant.id.in_(variant_ids)))}
+        arms = {
+            v.id: v for v in session.scalars(sa.select(Variant).where(Variant.id.in_(variant_ids)))
+        }
         subject, body, share = (arms[v] for v in variant_ids)
         assert subject.successes == 40  # one first human click per send (click metric)
         assert body.successes == 40  # one first human open per send (open metric)

@@ -90,14 +90,18 @@ def test_send_id_that_disagrees_with_the_message_id_is_not_trusted(
 def test_unattributed_events_are_stored_but_never_counted(
     session: so.Session, settings: Settings, world: Fixture
 ) -> None:
-    stranger = event("click", None, T0, email="stranger@example.org", url="https://a", send_id="999999")
+    stranger = event(
+        "click", None, T0, email="stranger@example.org", url="https://a", send_id="999999"
+    )
     ingest(session, settings, [stranger])
     [row] = stored(session)
     assert row.send_id is None
     assert all(variant(session, v).successes == 0 for v in world.sends[0].variant_ids)
 
 
-def test_payload_is_stored_losslessly(session: so.Session, settings: Settings, world: Fixture) -> None:
+def test_payload_is_stored_losslessly(
+    session: so.Session, settings: Settings, world: Fixture
+) -> None:
     element = event(
         "future_kind",
         world.sends[0],
@@ -170,8 +174,12 @@ def test_group_resubscribe_later_timestamp_wins_in_any_arrival_order(
 
 def test_account_status_change_pauses_sending(session: so.Session, settings: Settings) -> None:
     assert not suppressions.sending_paused(session)
-    change = {"event": "account_status_change", "timestamp": T0, "type": "compliance_suspend",
-              "sg_event_id": "acct-1"}
+    change = {
+        "event": "account_status_change",
+        "timestamp": T0,
+        "type": "compliance_suspend",
+        "sg_event_id": "acct-1",
+    }
     ingest(session, settings, [change])
     ingest(session, settings, [change])  # a duplicate raises no second alert
     [alert] = session.scalars(sa.select(Alert))

@@ -55,7 +55,9 @@ def test_every_event_type(element: dict, label: str | None) -> None:
 
 
 def test_account_status_change_needs_no_email() -> None:
-    event = parsed({"event": "account_status_change", "timestamp": SECONDS, "type": "compliance_suspend"})
+    event = parsed(
+        {"event": "account_status_change", "timestamp": SECONDS, "type": "compliance_suspend"}
+    )
     assert event.email is None
     assert event.status_type == "compliance_suspend"
 
@@ -139,9 +141,7 @@ def test_fallback_key_is_a_stable_hash_of_the_event() -> None:
 
 
 def test_custom_args_and_message_prefix() -> None:
-    event = parsed(
-        base("open", send_id="12", mailing_id="3", sg_message_id="XMSG.filter0001.16-0")
-    )
+    event = parsed(base("open", send_id="12", mailing_id="3", sg_message_id="XMSG.filter0001.16-0"))
     assert (event.send_id_arg, event.mailing_id_arg, event.message_prefix) == (12, 3, "XMSG")
     odd = parsed(base("open", send_id="12abc", mailing_id="-1", sg_message_id=".x"))
     assert (odd.send_id_arg, odd.mailing_id_arg, odd.message_prefix) == (None, None, None)

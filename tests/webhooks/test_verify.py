@@ -98,7 +98,9 @@ def _settings_in(tmp_path: Path, **sendgrid: object) -> Settings:
 
 
 def test_key_from_setting(tmp_path, key) -> None:  # type: ignore[no-untyped-def]
-    verifier = build_verifier(_settings_in(tmp_path, webhook_public_key=wire.public_key_base64(key)))
+    verifier = build_verifier(
+        _settings_in(tmp_path, webhook_public_key=wire.public_key_base64(key))
+    )
     assert verifier.signature_ok(wire.sign(key, STAMP, BODY), STAMP, BODY)
 
 

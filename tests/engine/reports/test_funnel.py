@@ -39,6 +39,10 @@ def test_steps_per_mailing_and_variant_with_rates(session: so.Session) -> None:
     assert total["human_opens_rate"] == 0.75
     assert total["signups_rate"] == 0.5
     assert total["groups_per_signup"] == 2.0
+    steps = {row["step"]: row for row in report.steps.rows}
+    assert (steps["Human opens"]["drop"], steps["Human opens"]["drop_rate"]) == (1, 0.25)
+    assert steps["Sent"]["drop"] is None
+    assert steps["Groups ticked"]["count"] == 2
 
     by_mailing = {row["mailing"]: row for row in report.by_mailing.rows}
     assert (by_mailing["first"]["sent"], by_mailing["second"]["sent"]) == (4, 1)

@@ -47,6 +47,7 @@ def experiment(
     status: str = "running",
     burn_in: int = 0,
     floor: float = 0.0,
+    **fields: Any,
 ) -> Experiment:
     exp = Experiment(
         key=key or f"recruiter-{kind}",
@@ -56,6 +57,7 @@ def experiment(
         status=status,
         burn_in=burn_in,
         floor=floor,
+        **fields,
     )
     exp.variants = [
         Variant(key=vkey, name=vkey.title(), content=dict(content), is_control=i == 0)

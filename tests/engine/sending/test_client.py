@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +11,12 @@ from engine.sending.client import MailClient, SendGridAuthError
 from engine.settings import Settings
 from engine.simulator import SimulatorHandle, start_simulator
 from tests.conftest import make_settings
+from tests.engine.sending.conftest import Recorder
 
 
 @pytest.fixture
 def sim_settings() -> Settings:
     return make_settings("sqlite:///:memory:")
-
-
-@pytest.fixture
-def simulator(sim_settings: Settings, tmp_path: Path) -> Iterator[SimulatorHandle]:
-    handle = start_simulator(sim_settings, webhook_url=None, seed=1, key_dir=tmp_path)
-    yield handle
-    handle.stop()
-
-
-class Recorder:
-    """An injected sleep that records each wait instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def client_for(settings: Settings, simulator: SimulatorHandle, **sendgrid: Any) -> tuple:

@@ -51,9 +51,9 @@ def mail(recipients: int = 1, **changes: Any) -> dict[str, Any]:
                 "custom_args": {
                     "send_id": str(i),
                     "mailing_id": "1",
-                    "subject_variant": "recruiter-subject/urgent",
-                    "body_variant": "recruiter-body/story",
-                    "share_variant": "recruiter-share/plain",
+                    "subject_variant": "recruiter-subject/friends-brought",
+                    "body_variant": "recruiter-body/short-and-direct",
+                    "share_variant": "share-text/find-your-fit",
                 },
             }
             for i in range(recipients)

@@ -19,7 +19,7 @@ def test_the_packaged_truth_loads_and_has_demo_overrides() -> None:
     truth = load_true_rates()
 
     assert 0 < truth.defaults.click < truth.defaults.open < 1
-    assert truth.variants["recruiter-body/story"] == {"click": 0.045}
+    assert truth.variants["recruiter-body/progress-story"] == {"click": 0.039}
 
 
 def test_one_override_is_taken_as_is_and_unknown_variants_use_defaults() -> None:

@@ -1,0 +1,162 @@
+"""The rows behind a mailing: planned sends in bulk, and each state change of the sends.
+
+Every change is a conditional UPDATE (``WHERE status = <expected>``) returning the ids it moved,
+so two runners, or a stale re-run, can never move the same send twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine import suppressions
+from engine.models import Contact, Experiment, Mailing, Recruiter, Send, Suppression, Variant
+from engine.sending.composer import Arm
+from engine.sending.planner import Plan, arm_of, summarize
+
+KINDS = ("subject", "body", "share")
+INSERT_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """A planned send with what composing it needs (the address is never logged)."""
+
+    send_id: int
+    recruiter_id: int
+    code: str
+    email: str
+    first_name: str
+    subject_id: int | None
+    body_id: int | None
+    share_id: int | None
+
+
+def store_plan(session: so.Session, mailing: Mailing, plan: Plan, now: datetime) -> None:
+    """Insert one ``planned`` send per recipient (Core executemany, in chunks).
+
+    Values shared by every row are bound once per statement, not converted once per row.
+    """
+    statement = sa.insert(Send.__table__).values(
+        mailing_id=mailing.id, status="planned", error="", created_at=now
+    )
+    columns = [plan.variants[kind] for kind in KINDS]
+    rows = [
+        {
+            "recruiter_id": recruiter_id,
+            "subject_variant_id": columns[0][i] if columns[0] else None,
+            "body_variant_id": columns[1][i] if columns[1] else None,
+            "share_variant_id": columns[2][i] if columns[2] else None,
+        }
+        for i, recruiter_id in enumerate(plan.recruiter_ids)
+    ]
+    connection = session.connection()
+    for start in range(0, len(rows), INSERT_CHUNK):
+        connection.execute(statement, rows[start : start + INSERT_CHUNK])
+
+
+def planned_rows(session: so.Session, mailing_id: int) -> list[PlannedRow]:
+    """The mailing's ``planned`` sends in id order, with recruiter code and address."""
+    query = (
+        sa.select(
+            Send.id,
+            Send.recruiter_id,
+            Recruiter.code,
+            Contact.email,
+            Contact.first_name,
+            Send.subject_variant_id,
+            Send.body_variant_id,
+            Send.share_variant_id,
+        )
+        .join(Recruiter, Recruiter.id == Send.recruiter_id)
+        .join(Contact, Contact.id == Recruiter.contact_id)
+        .where(Send.mailing_id == mailing_id, Send.status == "planned")
+        .order_by(Send.id)
+    )
+    return [PlannedRow(*row) for row in session.execute(query)]
+
+
+def suppressed_send_ids(session: so.Session, mailing: Mailing) -> set[int]:
+    """Planned sends whose address is now suppressed (globally or for the mailing's ASM group).
+
+    One indexed join in the database: a re-run days after planning must not mail anyone who
+    unsubscribed or bounced meanwhile.
+    """
+    scopes = (suppressions.GLOBAL, suppressions.asm_scope(mailing.asm_group_id))
+    query = (
+        sa.select(Send.id)
+        .join(Recruiter, Recruiter.id == Send.recruiter_id)
+        .join(Contact, Contact.id == Recruiter.contact_id)
+        .join(Suppression, Suppression.email == Contact.email)
+        .where(
+            Send.mailing_id == mailing.id,
+            Send.status == "planned",
+            Suppression.active,
+            Suppression.scope.in_(scopes),
+        )
+    )
+    return set(session.scalars(query))
+
+
+def move(
+    session: so.Session,
+    ids: Sequence[int],
+    *,
+    from_status: str,
+    to_status: str,
+    error: str = "",
+    **values: Any,
+) -> list[int]:
+    """Move sends ``from_status → to_status`` (1,000 ids a statement); returns the ids moved."""
+    moved: list[int] = []
+    for start in range(0, len(ids), 1000):
+        moved += session.scalars(
+            sa.update(Send)
+            .where(Send.id.in_(ids[start : start + 1000]), Send.status == from_status)
+            .values(status=to_status, error=error, **values)
+            .returning(Send.id)
+        )
+    return moved
+
+
+def status_counts(session: so.Session, mailing_id: int) -> dict[str, int]:
+    """Sends of the mailing per status."""
+    return dict(
+        session.execute(
+            sa.select(Send.status, sa.func.count())
+            .where(Send.mailing_id == mailing_id)
+            .group_by(Send.status)
+        ).all()
+    )
+
+
+def arms_by_id(session: so.Session, variant_ids: set[int]) -> dict[int, Arm]:
+    """The variants as the composer needs them, by id."""
+    if not variant_ids:
+        return {}
+    pairs = session.execute(
+        sa.select(Variant, Experiment)
+        .join(Experiment, Experiment.id == Variant.experiment_id)
+        .where(Variant.id.in_(variant_ids))
+    )
+    return {variant.id: arm_of(experiment, variant) for variant, experiment in pairs}
+
+
+def remaining_plan(session: so.Session, mailing: Mailing) -> dict[str, Any]:
+    """The plan of the sends still ``planned``: recipients per variant and per combination."""
+    rows = session.execute(
+        sa.select(Send.subject_variant_id, Send.body_variant_id, Send.share_variant_id).where(
+            Send.mailing_id == mailing.id, Send.status == "planned"
+        )
+    ).all()
+    variants: dict[str, list[int] | None] = {}
+    for index, kind in enumerate(KINDS):
+        column = [row[index] for row in rows]
+        variants[kind] = column if column and all(v is not None for v in column) else None
+    arms = arms_by_id(session, {v for row in rows for v in row if v is not None})
+    return summarize(variants, arms, len(rows), 0)
