@@ -210,7 +210,9 @@ def measure(settings: Settings, recipients: int, port: int) -> list[Figure]:
     baseline = recipients / baseline_seconds
     note = f"{len(client.bodies)} requests; simulator accepted {accepted:,} messages in all"
     return [
-        Figure("mailing emails/s", rate, "1/s", f">= {TARGET_RATE:,.0f}", rate >= TARGET_RATE, note),
+        Figure(
+            "mailing emails/s", rate, "1/s", f">= {TARGET_RATE:,.0f}", rate >= TARGET_RATE, note
+        ),
         Figure("baseline emails/s (post only)", baseline, "1/s", "reference", True),
         Figure(
             "mailing / baseline",

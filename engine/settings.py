@@ -65,6 +65,16 @@ class WebSettings:
         _check(self.send_token_days > 0, "send_token_days must be > 0")
         _check(self.log_format in ("text", "json"), "log_format must be 'text' or 'json'")
         _check(self.base_url.startswith(("http://", "https://")), "base_url must be http(s)")
+        import limits
+
+        try:
+            limits.parse_many(self.signup_rate_limit)
+        except ValueError:
+            raise ValueError(
+                f"signup_rate_limit {self.signup_rate_limit!r} is not a rate limit like "
+                "'20 per minute'"
+            ) from None
+        _check("://" in self.rate_limit_storage, "rate_limit_storage must be a URI like memory://")
 
 
 @dataclass(frozen=True)

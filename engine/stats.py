@@ -12,16 +12,15 @@ Only the posterior mass outside the quantiles [1e-15, 1 − 1e-15] of each arm i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 TAIL = 1e-15  # posterior mass neglected in each tail of each arm
-PANEL_NODES = 10  # Gauss-Legendre nodes per panel
-_PANEL_WIDTH = 0.6  # panel width, in units of the narrowest local scale
-_SLOPE_SCALE = 3.0  # in a tail, the density may change by about e^3 within one panel
+PANEL_NODES = 12  # Gauss-Legendre nodes per panel
+_PANEL_WIDTH = 3.0  # panel width, in units of the narrowest local scale
+_SLOPE_SCALE = 10.0  # in a tail, the density may change by about e^3 within one panel
+_POLE = 0.7  # a panel may span this multiple of its distance to t = ±iπ
 _MAX_PANELS = 20_000
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(PANEL_NODES)
 VALUE_REMAINING_DRAWS = 20_000
@@ -82,7 +81,9 @@ def posterior_mean(alpha: ArrayLike, beta: ArrayLike) -> Array:
     return a / (a + b)
 
 
-def credible_interval(alpha: ArrayLike, beta: ArrayLike, level: float = 0.95) -> tuple[Array, Array]:
+def credible_interval(
+    alpha: ArrayLike, beta: ArrayLike, level: float = 0.95
+) -> tuple[Array, Array]:
     """Return the equal-tailed credible interval (lower, upper) per arm at ``level``.
 
     Raises ValueError on bad parameters or a level outside (0, 1).
@@ -107,14 +108,9 @@ def p_rate_above(alpha: ArrayLike, beta: ArrayLike, limit: float) -> Array:
 
 def _cumulative_matrix(nodes: Array) -> Array:
     """S[k, l] = ∫_{-1}^{x_k} ℓ_l(s) ds for the Lagrange basis ℓ on the Gauss-Legendre nodes."""
-    vandermonde = np.polynomial.legendre.legvander(nodes, nodes.size - 1)
-    integrals = np.column_stack(
-        [
-            np.polynomial.legendre.legval(nodes, np.polynomial.legendre.legint(unit, lbnd=-1))
-            for unit in np.eye(nodes.size)
-        ]
-    )
-    return integrals @ np.linalg.inv(vandermonde)
+    leg = np.polynomial.legendre
+    integrals = [leg.legval(nodes, leg.legint(unit, lbnd=-1)) for unit in np.eye(nodes.size)]
+    return np.column_stack(integrals) @ np.linalg.inv(leg.legvander(nodes, nodes.size - 1))
 
 
 _GL_S = _cumulative_matrix(_GL_X)
@@ -124,7 +120,9 @@ def _stirling_error(z: Array) -> Array:
     """lgamma(z) − [(z − ½) log z − z + ½ log 2π], without cancellation for large z."""
     big = z >= 15
     zs = np.where(big, z, 15.0)
-    series = (1 / 12 - (1 / 360 - (1 / 1260 - (1 / 1680 - 1 / (1188 * zs**2)) / zs**2) / zs**2) / zs**2) / zs
+    series = (
+        1 / 12 - (1 / 360 - (1 / 1260 - (1 / 1680 - 1 / (1188 * zs**2)) / zs**2) / zs**2) / zs**2
+    ) / zs
     zd = np.where(big, 1.0, z)
     direct = special.gammaln(zd) - ((zd - 0.5) * np.log(zd) - zd + 0.5 * np.log(2 * np.pi))
     return np.where(big, series, direct)
@@ -177,53 +175,59 @@ def _support(a: Array, b: Array) -> tuple[Array, Array]:
 
 
 def _panels(a: Array, b: Array, lo: Array, hi: Array, start: float, stop: float) -> Array:
-    """Panel edges from start to stop, each no wider than the local scale of the arms present.
+    """Panel edges from start to stop, each no wider than the arms overlapping it allow.
 
-    In t the log-density of arm j has slope a − (a+b)x and curvature −(a+b)x(1−x); the local
-    scale 1/sqrt(curvature + (slope/SLOPE)^2) is the standard deviation at the mode and shrinks
-    in the tails. Arms whose support lies elsewhere do not constrain the step, but the walk
-    stops at the start of each support so a narrow arm is never stepped over.
+    In t the log-density of arm j has slope a − (a+b)x and curvature −(a+b)x(1−x), so
+    1/sqrt(curvature + (slope/SLOPE)^2) is its standard deviation at the mode and shrinks in the
+    tails; being convex in x, its worst case on a panel is at an end. The complex singularities
+    of the densities at t = ±iπ also bound panels near t = 0. Arms whose support misses a panel
+    do not constrain it, so a narrow arm costs panels only where its mass is.
     """
     n = a + b
-    entries = np.sort(lo)
     # The max over many arms is narrower than any one arm (≈ σ/√(2 ln K)).
     width = _PANEL_WIDTH / np.sqrt(1.0 + np.log(a.size))
-    edges = [start]
-    t = start
+    entries = np.sort(lo)
+    shrink = 0.5 ** np.arange(10.0)
+
+    def allowed(t: float, steps: Array) -> Array:
+        """Widest panel the arms allow, for panels [t, t + step] (one per candidate step)."""
+        ends = t + steps
+        x0 = special.expit(np.maximum(lo, t))
+        x1 = special.expit(np.minimum(hi, ends[:, None]))
+        d0 = n * x0 * (1 - x0) + ((a - n * x0) / _SLOPE_SCALE) ** 2
+        d1 = n * x1 * (1 - x1) + ((a - n * x1) / _SLOPE_SCALE) ** 2
+        near = (hi > t) & (lo < ends[:, None])
+        demand = np.where(near, np.maximum(d0, d1), 0.0).max(axis=1)
+        gap = np.where((t < 0) & (ends > 0), 0.0, np.minimum(abs(t), np.abs(ends)))
+        return np.minimum(width / np.sqrt(demand + 1e-300), _POLE * np.hypot(gap, np.pi))
+
+    edges, t, previous = [start], start, np.inf
     while t < stop and len(edges) <= _MAX_PANELS:
-        x = special.expit(t)
-        present = (lo <= t) & (hi > t)
-        step = np.inf
-        if present.any():
-            slope = a[present] - n[present] * x
-            curvature = n[present] * x * (1 - x)
-            step = width / np.sqrt(np.max(curvature + (slope / _SLOPE_SCALE) ** 2))
+        if previous == np.inf:
+            previous = float(allowed(t, np.zeros(1))[0]) / 2
         k = np.searchsorted(entries, t, side="right")
-        upcoming = entries[k] if k < entries.size else np.inf
-        nxt = min(t + step, upcoming, stop)
-        if not nxt > t:
+        landing = entries[k] - t if k < entries.size else np.inf
+        steps = np.append(min(2 * previous, stop - t) * shrink, landing)
+        steps = steps[steps <= steps[0]]
+        room = allowed(t, steps)
+        fits = room >= steps
+        # The widest candidate that fits; failing all, the room the smallest one leaves fits.
+        step = float(steps[fits].max()) if fits.any() else float(room[np.argmin(steps)])
+        if not t + step > t:
             break
-        edges.append(nxt)
-        t = nxt
+        t = min(t + step, stop)
+        edges.append(t)
+        previous = step
     return np.asarray(edges)
 
 
-@dataclass(frozen=True)
-class _Grid:
-    """Quadrature nodes in t, their weights, and per-arm densities and CDFs at the nodes."""
-
-    x: Array  # expit(t) at the nodes, shape (M,)
-    weight: Array  # quadrature weights, shape (M,)
-    density: Array  # density of each arm's logit, shape (K, M)
-    cdf: Array  # CDF of each arm, shape (K, M)
-
-
-def _grid(a: Array, b: Array, start: float | None = None) -> _Grid:
+def _grid(a: Array, b: Array, start: float | None = None) -> tuple[Array, Array, Array, Array]:
     """Nodes over [start, max upper support]; start defaults to the highest lower support.
 
-    CDFs come from integrating the densities panel by panel with the Gauss-Legendre
-    integration matrix, from each arm's exact CDF at ``start``: consistent with the densities
-    and far cheaper than an incomplete beta function per node.
+    Returns x = expit(t) and the weights at the nodes (M,), and each arm's logit density and
+    CDF at the nodes (K, M). The CDFs integrate the densities panel by panel with the
+    Gauss-Legendre integration matrix, from each arm's exact CDF at ``start``: consistent with
+    the densities, and far cheaper than an incomplete beta function per node.
     """
     lo, hi = _support(a, b)
     begin = float(np.max(lo)) if start is None else start
@@ -235,8 +239,7 @@ def _grid(a: Array, b: Array, start: float | None = None) -> _Grid:
     mass = panels @ _GL_W
     before = np.cumsum(mass, axis=1) - mass + _cdf_at(a, b, begin)[:, None]
     cdf = np.clip(before[:, :, None] + panels @ _GL_S.T, 0.0, 1.0).reshape(a.size, -1)
-    weight = (half[:, None] * _GL_W).ravel()
-    return _Grid(x=special.expit(t), weight=weight, density=density, cdf=cdf)
+    return special.expit(t), (half[:, None] * _GL_W).ravel(), density, cdf
 
 
 def _others_product(cdf: Array) -> Array:
@@ -251,11 +254,23 @@ def _best_moments(a: Array, b: Array) -> tuple[Array, float]:
     """P(i best) per arm and E[max θ], from one grid."""
     if a.size == 1:
         return np.ones(1), float(a[0] / (a[0] + b[0]))
-    grid = _grid(a, b)
-    win = grid.density * _others_product(grid.cdf) * grid.weight
+    x, weight, density, cdf = _grid(a, b)
+    win = density * _others_product(cdf) * weight
     probability = np.clip(win.sum(axis=1), 0.0, 1.0)
-    expected_max = float((win * grid.x).sum())
+    expected_max = float((win * x).sum())
     return probability, expected_max
+
+
+def best_arm_summary(alpha: ArrayLike, beta: ArrayLike) -> tuple[Array, Array, Array]:
+    """Return (p_best, expected_loss, expected_loss_relative) per arm from one quadrature.
+
+    See :func:`p_best`, :func:`expected_loss` and :func:`expected_loss_relative`.
+    Raises ValueError on bad parameters.
+    """
+    a, b = _params(alpha, beta)
+    probability, expected_max = _best_moments(a, b)
+    loss = np.maximum(expected_max - a / (a + b), 0.0)
+    return probability, loss, loss / expected_max
 
 
 def p_best(alpha: ArrayLike, beta: ArrayLike) -> Array:
@@ -263,8 +278,26 @@ def p_best(alpha: ArrayLike, beta: ArrayLike) -> Array:
 
     Raises ValueError on bad parameters.
     """
-    a, b = _params(alpha, beta)
-    return _best_moments(a, b)[0]
+    return best_arm_summary(alpha, beta)[0]
+
+
+def expected_loss(alpha: ArrayLike, beta: ArrayLike) -> Array:
+    """Return E[max_j θ_j − θ_i] per arm: the rate given up by choosing arm i.
+
+    E[max θ] is Σ_i E[θ_i; i best], by the same quadrature as P(best). Raises ValueError on bad
+    parameters.
+    """
+    return best_arm_summary(alpha, beta)[1]
+
+
+def expected_loss_relative(alpha: ArrayLike, beta: ArrayLike) -> Array:
+    """Return E[max θ − θ_i] / E[max θ] per arm: the share of the best rate given up.
+
+    This ratio of expectations stands in for E[(max θ − θ_i)/θ_i], which is infinite for an arm
+    with no successes under a prior α ≤ 1 (E[1/θ] diverges); it always lies in [0, 1].
+    Raises ValueError on bad parameters.
+    """
+    return best_arm_summary(alpha, beta)[2]
 
 
 def p_beat_control(alpha: ArrayLike, beta: ArrayLike, control: int = 0) -> Array:
@@ -281,61 +314,35 @@ def p_beat_control(alpha: ArrayLike, beta: ArrayLike, control: int = 0) -> Array
         return result
     lo, _ = _support(a, b)
     start = max(float(np.min(lo[others])), float(lo[control]))
-    grid = _grid(a, b, start=start)
-    win = (grid.density[others] * grid.cdf[control] * grid.weight).sum(axis=1)
+    _, weight, density, cdf = _grid(a, b, start=start)
+    win = (density[others] * cdf[control] * weight).sum(axis=1)
     result[others] = np.clip(win, 0.0, 1.0)
     return result
-
-
-def expected_loss(alpha: ArrayLike, beta: ArrayLike) -> Array:
-    """Return E[max_j θ_j − θ_i] per arm: rate given up by choosing arm i, in rate units.
-
-    Raises ValueError on bad parameters.
-    """
-    a, b = _params(alpha, beta)
-    expected_max = _best_moments(a, b)[1]
-    return np.maximum(expected_max - a / (a + b), 0.0)
-
-
-def expected_loss_relative(alpha: ArrayLike, beta: ArrayLike) -> Array:
-    """Return E[max θ − θ_i] / E[max θ] per arm: the share of the best rate given up.
-
-    This ratio of expectations stands in for E[(max θ − θ_i)/θ_i], which is infinite for an arm
-    with no successes under a prior α ≤ 1 (E[1/θ] diverges); it always lies in [0, 1].
-    Raises ValueError on bad parameters.
-    """
-    a, b = _params(alpha, beta)
-    expected_max = _best_moments(a, b)[1]
-    return np.maximum(expected_max - a / (a + b), 0.0) / expected_max
 
 
 def value_remaining(
     alpha: ArrayLike,
     beta: ArrayLike,
     *,
-    champion: int | None = None,
     quantile: float = 0.95,
     draws: int = VALUE_REMAINING_DRAWS,
     rng: np.random.Generator | None = None,
-) -> float:
-    """Return the ``quantile`` of (θ_max − θ_champion) / θ_champion (Scott 2015), by Monte Carlo.
+) -> Array:
+    """Return, per arm i, the ``quantile`` of (θ_max − θ_i) / θ_i by Monte Carlo.
 
-    The champion defaults to the arm with the highest P(best). Uses ``draws`` joint posterior
-    draws from ``rng`` (default: a generator seeded with VALUE_REMAINING_SEED, so repeatable).
-    Raises ValueError on bad parameters, champion, quantile or draws.
+    For the champion (the arm with the highest P(best)) this is the potential value remaining
+    of Scott (2015): how much better than the champion another arm might still be. Uses
+    ``draws`` joint posterior draws from ``rng`` (default: a generator seeded with
+    VALUE_REMAINING_SEED, so results repeat). Raises ValueError on bad parameters, quantile or
+    draws.
     """
     a, b = _params(alpha, beta)
-    if champion is None:
-        champion = int(np.argmax(_best_moments(a, b)[0]))
-    if not 0 <= champion < a.size:
-        raise ValueError(f"champion must index one of {a.size} arms, got {champion!r}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws!r}")
-    if a.size == 1:
-        return 0.0
+    if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
     rng = np.random.default_rng(VALUE_REMAINING_SEED) if rng is None else rng
     theta = rng.beta(a, b, size=(draws, a.size))
-    base = np.maximum(theta[:, champion], np.finfo(np.float64).tiny)
-    return float(np.quantile((theta.max(axis=1) - base) / base, quantile))
+    # A draw can underflow to 0 under a tiny prior; the ratio stays finite.
+    base = np.maximum(theta, np.finfo(np.float64).tiny)
+    return np.quantile((theta.max(axis=1, keepdims=True) - base) / base, quantile, axis=0)

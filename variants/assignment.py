@@ -2,7 +2,8 @@
 
 The landing page must not read the database to choose a variant: an :class:`ExperimentSnapshot`
 (live variant ids, Beta posterior α/β per variant, weights, status, winner) is loaded once and
-kept by a :class:`PosteriorCache` for ``[landing] posterior_refresh_seconds``. Choosing is then a
+kept by a :class:`~variants.landing_state.PosteriorCache` for ``[landing]
+posterior_refresh_seconds``. Choosing is then a
 Thompson draw in memory (:func:`choose_arm`), using :mod:`engine.policy` with an explicit
 ``numpy.random.Generator``.
 
@@ -17,12 +18,10 @@ Rules:
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import nh3
 import numpy as np
@@ -34,7 +33,6 @@ from engine.models import Assignment, Decision, Experiment, Variant
 from variants.signup import insert_unless_exists
 
 SERVING_STATUSES = ("running", "promoted")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,14 @@ class ExperimentSnapshot:
 
     def __post_init__(self) -> None:
         self._by_id.update({arm.variant_id: arm for arm in self.arms})
+
+    @property
+    def alpha(self) -> np.ndarray:
+        return np.array([arm.alpha for arm in self.arms])
+
+    @property
+    def beta(self) -> np.ndarray:
+        return np.array([arm.beta for arm in self.arms])
 
     def arm(self, variant_id: int | None) -> ArmSnapshot | None:
         """The live arm with this variant id, or ``None``."""
@@ -179,75 +185,21 @@ def choose_arm(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> ArmSna
 
 
 def _thompson_index(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> int:
-    # TEMPORARY until engine.policy lands: burn-in → uniform; floor → uniform share; else argmax.
-    count = len(snapshot.arms)
-    if min(arm.trials for arm in snapshot.arms) < snapshot.burn_in:
-        return int(rng.integers(count))
-    if rng.random() < snapshot.floor * count:
-        return int(rng.integers(count))
-    alpha = np.array([arm.alpha for arm in snapshot.arms])
-    beta = np.array([arm.beta for arm in snapshot.arms])
-    return int(np.argmax(rng.beta(alpha, beta)))
+    """One unit's Thompson draw with burn-in and floor (the single-unit case of a batch draw).
 
-
-# --- the per-process cache ---------------------------------------------------------------------
-
-
-@dataclass
-class _Entry(Generic[T]):
-    value: T
-    loaded_at: float
-
-
-class PosteriorCache:
-    """Values loaded at most once per ``refresh_seconds`` per key, shared by a process's threads.
-
-    ``clock`` returns seconds (monotonic by default); tests pass their own to move time.
+    INTERIM: engine.policy (pure statistics, another engineer) is not in the tree yet; this
+    follows its specification and engine.decisions' stand-in, and is replaced by the policy's
+    Thompson assignment once it lands. Burn-in: until every live arm has ``burn_in`` trials,
+    arms are uniform. Floor: with probability K × floor the unit goes to a uniformly drawn arm,
+    so each arm keeps at least ``floor`` of the traffic; otherwise θ ~ Beta(α, β) per arm and
+    the largest θ wins.
     """
-
-    def __init__(self, refresh_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.refresh_seconds = refresh_seconds
-        self.clock = clock
-        self._entries: dict[str, _Entry[Any]] = {}
-        self._lock = threading.Lock()
-        self.loads = 0  # how many times a loader ran (tests and the benchmark read it)
-
-    def get(self, key: str, load: Callable[[], T]) -> T:
-        """The cached value of ``key``, reloaded with ``load()`` when missing or stale.
-
-        A ``None`` from ``load`` is returned but not kept, so unknown keys are asked again.
-        """
-        entry = self._entries.get(key)
-        if entry is not None and self.clock() - entry.loaded_at < self.refresh_seconds:
-            return entry.value
-        with self._lock:
-            entry = self._entries.get(key)  # another thread may have refreshed it meanwhile
-            if entry is None or self.clock() - entry.loaded_at >= self.refresh_seconds:
-                value = load()
-                self.loads += 1
-                if value is None:  # not cached: keys can come from callers, memory must not
-                    self._entries.pop(key, None)
-                    return value
-                entry = _Entry(value, self.clock())
-                self._entries[key] = entry
-            return entry.value
-
-    def clear(self) -> None:
-        """Forget every value (the next ``get`` reloads)."""
-        with self._lock:
-            self._entries.clear()
-
-
-class LockedGenerator:
-    """A numpy Generator shared by threads (Generators are not thread-safe on their own)."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._lock = threading.Lock()
-
-    def choose(self, snapshot: ExperimentSnapshot) -> ArmSnapshot | None:
-        with self._lock:
-            return choose_arm(snapshot, self._rng)
+    count = len(snapshot.arms)
+    if count == 1 or min(arm.trials for arm in snapshot.arms) < snapshot.burn_in:
+        return int(rng.integers(count))
+    if rng.random() < min(snapshot.floor, 1.0 / count) * count:
+        return int(rng.integers(count))
+    return int(np.argmax(rng.beta(snapshot.alpha, snapshot.beta)))
 
 
 # --- partner units -----------------------------------------------------------------------------

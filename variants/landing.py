@@ -12,18 +12,13 @@ shown), so attribution and the order survive the POST even if the page sat open 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
     current_app,
-    get_template_attribute,
     redirect,
     render_template,
     request,
@@ -34,14 +29,14 @@ from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
-from itsdangerous import BadData, URLSafeSerializer
-from markupsafe import Markup
+from itsdangerous import BadData
 
 from engine.app import settings_of
 from engine.db import get_session
-from engine.models import Group, Recruiter, utcnow
-from variants import assignment, attribution, visibility
+from engine.models import Group, Recruiter
+from variants import assignment, attribution, landing_render, landing_state, visibility
 from variants import signup as signups
+from variants.landing_state import LandingState, init_runtime, runtime_of
 
 bp = Blueprint(
     "landing",
@@ -51,74 +46,11 @@ bp = Blueprint(
     static_url_path="/assets",
 )
 
-FORM_CONTEXT_SALT = "resistry.landing-form"
-HONEYPOT_FIELD = "website"
-DEFAULT_CONTENT = {
-    "headline": "Find the people already doing the work",
-    "body": (
-        "<p>Pick the groups that fit you and sign up for all of them at once. "
-        "Each group tells you about roles near you, from one evening to every week.</p>"
-    ),
-    "call_to_action": "Sign me up",
-    "hero_image": "",
-}
-
-
-@dataclass(frozen=True)
-class LandingState:
-    """What every landing request needs, loaded once per refresh period.
-
-    ``choice_html`` holds each group's rendered (unticked) checkbox: a page only joins them in
-    the visitor's order instead of rendering every group again.
-    """
-
-    snapshot: assignment.ExperimentSnapshot | None
-    cards: tuple[visibility.GroupCard, ...]
-    group_ids_by_slug: Mapping[str, int]
-    choice_html: Mapping[str, Markup]
-
-
-@dataclass
-class LandingRuntime:
-    """Per-app, per-process pieces; tests replace ``cache.clock``, ``chooser`` or ``now``."""
-
-    cache: assignment.PosteriorCache
-    chooser: assignment.LockedGenerator
-    form_signer: URLSafeSerializer
-    now: Callable[[], datetime] = field(default=utcnow)
-
-    def state(self) -> LandingState:
-        return self.cache.get("landing", _load_state)
-
-
-def _load_state() -> LandingState:
-    db = get_session()
-    cards = tuple(visibility.load_group_cards(db))
-    consent_template = settings_of(current_app).landing.consent_text
-    group_choice = get_template_attribute("landing/_choice.html", "group_choice")
-    return LandingState(
-        snapshot=assignment.load_landing_snapshot(db),
-        cards=cards,
-        group_ids_by_slug={card.slug: card.id for card in cards},
-        choice_html={
-            card.slug: Markup(group_choice(card, signups.consent_text(consent_template, card.name)))
-            for card in cards
-        },
-    )
-
-
-def runtime_of(app: Flask) -> LandingRuntime:
-    return app.extensions["resistry.landing"]
-
 
 def init_app(app: Flask) -> None:
     """Attach the landing runtime (posterior cache, generator) and the signup rate limit."""
     settings = settings_of(app)
-    app.extensions["resistry.landing"] = LandingRuntime(
-        cache=assignment.PosteriorCache(settings.landing.posterior_refresh_seconds),
-        chooser=assignment.LockedGenerator(np.random.default_rng()),
-        form_signer=URLSafeSerializer(settings.secret_key, salt=FORM_CONTEXT_SALT),
-    )
+    init_runtime(app)
     # One limiter per app, so each app (and each test) starts with empty counters.
     limiter = Limiter(get_remote_address, app=app, storage_uri=settings.web.rate_limit_storage)
     app.view_functions["landing.signup"] = limiter.limit(
@@ -171,7 +103,7 @@ def index() -> ResponseReturnValue:
         sigma=settings.landing.visibility_noise_sigma,
     )
     context = {"v": visit_id, "l": variant_id, "o": [card.slug for card in cards]}
-    return _render_page(arm, cards, runtime.form_signer.dumps(context), state=state)
+    return landing_render.fresh_page(state, arm, cards, runtime.form_signer.dumps(context))
 
 
 @bp.post("/signup")
@@ -181,7 +113,7 @@ def signup() -> ResponseReturnValue:
     state = runtime.state()
     context = _form_context(runtime)
     cards = _cards_as_shown(state, context.get("o"))
-    if request.form.get(HONEYPOT_FIELD):
+    if request.form.get(landing_render.HONEYPOT_FIELD):
         return _render_form_again(
             {"form": "Something went wrong with the form. Please leave the last field empty."},
             400,
@@ -290,7 +222,7 @@ def _visitor_id() -> str:
 
 
 def _sticky_arm(
-    snapshot: assignment.ExperimentSnapshot | None, runtime: LandingRuntime
+    snapshot: assignment.ExperimentSnapshot | None, runtime: landing_state.LandingRuntime
 ) -> assignment.ArmSnapshot | None:
     if snapshot is None:
         return None
@@ -309,7 +241,7 @@ def _attribution_key(source: attribution.Attribution) -> list[int | None]:
     return [source.source_group_id, source.recruiter_id, source.send_id, source.share_variant_id]
 
 
-def _form_context(runtime: LandingRuntime) -> dict[str, Any]:
+def _form_context(runtime: landing_state.LandingRuntime) -> dict[str, Any]:
     """The signed ``ctx`` field of the form, or an empty context if it is missing or forged."""
     try:
         value = runtime.form_signer.loads(request.form.get("ctx", ""))
@@ -350,34 +282,7 @@ def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnVal
         "zip": request.form.get("zip", ""),
         "groups": set(request.form.getlist("groups")),
     }
-    page = _render_page(arm, cards, runtime.form_signer.dumps(context), errors, values)
-    return page, status
-
-
-def _render_page(
-    arm: assignment.ArmSnapshot | None,
-    cards: list[visibility.GroupCard],
-    form_context: str,
-    errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None,
-    *,
-    state: LandingState | None = None,
-) -> str:
-    """The landing page; with ``state`` (a fresh form) the groups' cached HTML is reused."""
-    content = {**DEFAULT_CONTENT, **(arm.content if arm is not None else {})}
-    settings = settings_of(current_app)
-    choices_html = None
-    if state is not None:
-        choices_html = Markup("").join(state.choice_html[card.slug] for card in cards)
-    return render_template(
-        "landing/index.html",
-        content=content,
-        body=Markup(content.get("body") or ""),  # sanitized when the snapshot was loaded
-        cards=cards,
-        choices_html=choices_html,
-        consent=lambda name: signups.consent_text(settings.landing.consent_text, name),
-        form_context=form_context,
-        errors=errors or {},
-        values=values or {"email": "", "zip": "", "groups": set()},
-        honeypot_field=HONEYPOT_FIELD,
+    page = landing_render.render_page(
+        arm, cards, runtime.form_signer.dumps(context), errors, values
     )
+    return page, status

@@ -20,7 +20,7 @@ from engine.auth import require_group_token
 from engine.db import get_session
 from engine.models import Experiment, Group
 from variants import assignment
-from variants.landing import runtime_of
+from variants.landing_state import runtime_of
 
 bp = Blueprint("partner_api", __name__, url_prefix="/api/v1")
 

@@ -240,7 +240,11 @@ class Composer:
             substitutions[tag(PREHEADER)] = str(escape(recipient.preheader))
         key: tuple[object, ...] = tuple((name, context[name]) for name in sorted(prepared.dynamic))
         preheader = tag(PREHEADER) if preheader_varies else str(escape(recipient.preheader))
-        if sum(len(k) + len(v) for k, v in substitutions.items()) > MAX_SUBSTITUTION_BYTES:
+        size = sum(len(k) + len(v) for k, v in substitutions.items())
+        if size > MAX_SUBSTITUTION_BYTES // 4 and (
+            sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+            > MAX_SUBSTITUTION_BYTES
+        ):
             html = prepared.compiled.render(context)
             return _with_preheader(html, str(escape(recipient.preheader))), {}
         key = (*key, preheader)

@@ -7,7 +7,7 @@ without a password. Bad or expired tokens get a 400 page, unknown sends a 404, n
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, render_template
+from flask import Blueprint, Flask, current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from engine.app import csrf, settings_of
@@ -93,8 +93,6 @@ def recruiter_page(token: str) -> ResponseReturnValue:
         recruiter.code,
         share_token=share_token(settings, share_variant_id) if share_variant_id else None,
     )
-    if recruiter.contact is None:  # pragma: no cover - the foreign key forbids it
-        abort(404)
     return (
         render_template(
             "sending/recruiter.html",

@@ -8,7 +8,8 @@ import sqlalchemy.orm as so
 from engine.models import Assignment, Decision, Experiment, Variant
 from tests.variants.landing_support import NOW, add_experiment, add_groups
 from variants import assignment
-from variants.assignment import ArmSnapshot, ExperimentSnapshot, PosteriorCache
+from variants.assignment import ArmSnapshot, ExperimentSnapshot
+from variants.landing_state import PosteriorCache
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from engine import tokens
 from engine.app import create_app
 from engine.models import Contact, Decision, Mailing, Recruiter, Send, Signup, Visit
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError, load_settings
 from tests.variants.landing_support import (
     NOW,
     add_experiment,
@@ -20,8 +20,7 @@ from tests.variants.landing_support import (
     headline,
     sign_up,
 )
-from variants import assignment
-from variants.landing import runtime_of
+from variants.landing_state import LockedGenerator, runtime_of
 
 
 class FakeClock:
@@ -37,7 +36,7 @@ def clock(app: Flask) -> FakeClock:
     runtime = runtime_of(app)
     fake = FakeClock()
     runtime.cache.clock = fake
-    runtime.chooser = assignment.LockedGenerator(np.random.default_rng(2026))
+    runtime.chooser = LockedGenerator(np.random.default_rng(2026))
     runtime.now = lambda: NOW
     return fake
 
@@ -338,3 +337,92 @@ def test_visibility_page_documents_the_formula(
 def test_the_stylesheet_is_served(client: FlaskClient) -> None:
     with client.get("/assets/site.css") as response:
         assert response.status_code == 200 and b"@media" in response.data
+
+
+def test_a_warm_landing_page_reads_nothing_from_the_database(
+    session: so.Session, app: Flask, clock: FakeClock
+) -> None:
+    add_groups(session)
+    add_experiment(session)
+    app.test_client().get("/")  # fills the cache
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement.split()[0].upper())
+
+    bind = session.get_bind()
+    sa.event.listen(bind, "before_cursor_execute", record)
+    try:
+        for _ in range(5):
+            assert app.test_client().get("/").status_code == 200
+    finally:
+        sa.event.remove(bind, "before_cursor_execute", record)
+    assert "SELECT" not in statements
+    assert statements.count("INSERT") == 5 and statements.count("UPDATE") == 5
+
+
+def test_a_paused_variant_moves_its_visitors_to_a_live_one(
+    session: so.Session, client: FlaskClient, clock: FakeClock
+) -> None:
+    add_groups(session)
+    experiment = add_experiment(session)
+    first = headline(client.get("/"))
+    paused = next(v for v in experiment.variants if v.content["headline"] == first)
+    paused.status = "paused"
+    session.flush()
+    clock.now += 5
+    assert headline(client.get("/")) != first
+    assert count(session, Visit) == 2  # a different variant: a new visit and a new trial
+
+
+def test_a_running_experiment_without_live_variants_shows_the_default_page(
+    session: so.Session, client: FlaskClient, clock: FakeClock
+) -> None:
+    add_groups(session)
+    experiment = add_experiment(session)
+    for variant in experiment.variants:
+        variant.status = "paused"
+    session.flush()
+    assert headline(client.get("/")) == "Find the people already doing the work"
+
+
+def test_landing_html_is_sanitized_and_escaped(
+    session: so.Session, client: FlaskClient, clock: FakeClock
+) -> None:
+    add_groups(session)
+    experiment = add_experiment(session, arms=1)
+    experiment.variants[0].content = {
+        "headline": "<b>Bold</b> claims",
+        "body": '<p>Fine</p><script>alert("x")</script><img src=x onerror="alert(1)">',
+        "call_to_action": "Go",
+    }
+    session.flush()
+    html = client.get("/").get_data(as_text=True)
+    assert "&lt;b&gt;Bold&lt;/b&gt; claims" in html
+    assert "<p>Fine</p>" in html and "<script" not in html and "onerror" not in html
+
+
+def test_a_bad_signup_rate_limit_stops_start_up_with_the_key_named() -> None:
+    with pytest.raises(SettingsError, match=r"web\.signup_rate_limit 'lots'"):
+        load_settings(environ={"RESISTRY_WEB__SIGNUP_RATE_LIMIT": "lots"})
+
+
+def test_the_fast_page_is_exactly_the_fully_rendered_page(
+    session: so.Session, app: Flask, clock: FakeClock
+) -> None:
+    from markupsafe import Markup
+
+    from variants import landing_render, visibility
+
+    add_groups(session)
+    add_experiment(session)
+    with app.test_request_context("/"):
+        state = runtime_of(app).state()
+        cards = visibility.order_for_visitor(list(state.cards), "visitor", floor=10, sigma=0.35)
+        for arm in (*state.snapshot.arms, None):
+            fast = landing_render.fresh_page(state, arm, cards, "ctx-<&>")
+            again = landing_render.fresh_page(state, arm, cards, "ctx-<&>")  # from the shell
+            choices = Markup("").join(state.choice_html[card.slug] for card in cards)
+            full = landing_render.render_page(arm, cards, "ctx-<&>", choices_html=choices)
+            assert fast == again == full
+            assert 'value="ctx-&lt;&amp;&gt;"' in full

@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 from engine.auth import hash_token
 from engine.models import Assignment, Decision, Experiment, Group
 from tests.variants.landing_support import NOW, add_experiment, add_groups
-from variants.landing import runtime_of
+from variants.landing_state import runtime_of
 
 TOKEN = "partner-token-of-indivisible"
 OTHER_TOKEN = "partner-token-of-flippable"
@@ -197,3 +197,13 @@ def test_a_group_cannot_convert_another_groups_unit(
     assert response.status_code == 404
     session.expire_all()
     assert sum(v.successes for v in subject.variants) == 0
+
+
+def test_an_experiment_without_live_variants_is_a_409(
+    client: FlaskClient, partner: Group, subject: Experiment, session: so.Session
+) -> None:
+    for variant in subject.variants:
+        variant.status = "paused"
+    session.flush()
+    response = assign(client, "experiment=subj&unit=1")
+    assert response.status_code == 409 and "no live variant" in response.get_json()["message"]

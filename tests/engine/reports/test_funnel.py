@@ -39,6 +39,7 @@ def test_steps_per_mailing_and_variant_with_rates(session: so.Session) -> None:
     assert total["human_opens_rate"] == 0.75
     assert total["signups_rate"] == 0.5
     assert total["groups_per_signup"] == 2.0
+    assert type(total["groups_ticked"]) is int  # not PostgreSQL's Decimal
     steps = {row["step"]: row for row in report.steps.rows}
     assert (steps["Human opens"]["drop"], steps["Human opens"]["drop_rate"]) == (1, 0.25)
     assert steps["Sent"]["drop"] is None

@@ -79,6 +79,8 @@ def mail_experiments(session: so.Session, **options: Any) -> dict[str, Experimen
 
 def recruiters(session: so.Session, count: int, *, prefix: str = "r") -> list[Recruiter]:
     """``count`` active recruiters with contacts ``<prefix><i>@example.org``, bulk inserted."""
+    if count == 0:
+        return []
     contact_rows = [
         {"email": f"{prefix}{i}@example.org", "zip_code": "10001", "first_name": f"Name{i}"}
         for i in range(count)

@@ -162,3 +162,26 @@ def test_a_body_that_does_not_compile_raises_the_template_error() -> None:
     composer = Composer(factories.renderers(), SENDGRID, mailing_id=1, asm_group_id=1)
     with pytest.raises(ValueError, match="bad"):
         composer.body(bad)
+
+
+def test_texts_are_filled_exactly_as_jinja_would() -> None:
+    from variants import rendering
+
+    composer = Composer(factories.renderers(), SENDGRID, mailing_id=1, asm_group_id=1)
+    templates = [
+        "{{ first_name }}, we need you",
+        "Join {{ first_name }}: {{ referral_link }} ({{ friends_count }} friends)",
+        "{{ first_name|upper }} is a filter, so Jinja renders it each time",
+        "No placeholders at all",
+    ]
+    for i, first_name in enumerate(["Ann", "%rs.referral_link%", "<b>&", ""]):
+        context = dict(recipient(i, first_name=first_name).context, share_text="")
+        for template in templates:
+            expected = rendering.render_text(template, context, "v")
+            assert composer.text(template, context, "v") == expected
+
+
+def test_a_text_with_an_unknown_placeholder_is_refused() -> None:
+    composer = Composer(factories.renderers(), SENDGRID, mailing_id=1, asm_group_id=1)
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        composer.text("Hi {{ nickname }}", recipient(0).context, "v")

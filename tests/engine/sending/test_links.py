@@ -1,0 +1,46 @@
+"""The fast link signer makes exactly the tokens engine.tokens makes, and they read back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import time_machine
+
+from engine import recruiters, tokens
+from engine.sending.links import LinkSigner
+from tests.conftest import make_settings
+
+SETTINGS = make_settings("sqlite:///:memory:")
+
+
+def test_tokens_equal_engine_tokens_and_read_back() -> None:
+    signer = LinkSigner(SETTINGS)
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False):
+        for purpose in (tokens.SEND, tokens.UNSUBSCRIBE, tokens.MAGIC_LINK, tokens.SHARE):
+            for value in (0, 7, 123456, 2**40):
+                token = signer.sign(purpose, value)
+                assert token == tokens.sign(SETTINGS.secret_key, purpose, value)
+                assert tokens.read(SETTINGS.secret_key, purpose, token, 3600) == value
+
+
+def test_email_links() -> None:
+    signer = LinkSigner(SETTINGS)
+    base = SETTINGS.web.base_url
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False):
+        link = signer.email_referral_link("c0d-e_1", 42, 9)
+        expected = recruiters.referral_link(
+            base,
+            "c0d-e_1",
+            share_token=tokens.sign(SETTINGS.secret_key, tokens.SHARE, 9),
+            send_token=tokens.sign(SETTINGS.secret_key, tokens.SEND, 42),
+        )
+        assert link == expected
+        assert signer.email_referral_link("a b&c", 1, None) == recruiters.referral_link(
+            base, "a b&c", send_token=tokens.sign(SETTINGS.secret_key, tokens.SEND, 1)
+        )
+        unsubscribe = signer.unsubscribe_url(42)
+        assert unsubscribe.startswith(f"{base}/unsubscribe/")
+        token = unsubscribe.rsplit("/", 1)[1]
+        assert tokens.read(SETTINGS.secret_key, tokens.UNSUBSCRIBE, token, None) == 42
+        page = signer.recruiter_page_url(5)
+        assert page == recruiters.magic_link(SETTINGS, 5)
