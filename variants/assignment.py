@@ -1,11 +1,12 @@
 """Which variant a visitor or a partner's unit gets, from a per-process cached posterior.
 
 The landing page must not read the database to choose a variant: an :class:`ExperimentSnapshot`
-(live variant ids, Beta posterior α/β per variant, weights, status, winner) is loaded once and
-kept by a :class:`~variants.landing_state.PosteriorCache` for ``[landing]
-posterior_refresh_seconds``. Choosing is then a
-Thompson draw in memory (:func:`choose_arm`), using :mod:`engine.policy` with an explicit
-``numpy.random.Generator``.
+(live variant ids, Beta posterior α/β per variant, Thompson weights, status, winner) is loaded
+once and kept by a :class:`~variants.landing_state.PosteriorCache` for ``[landing]
+posterior_refresh_seconds``. Choosing is Thompson sampling on the experiment's metric (signups
+per visit for landing pages): the snapshot holds :mod:`engine.policy`'s Thompson weights (each
+arm's P(best) with the experiment's floor; an even split during burn-in), and each new visitor or
+unit is one draw from them with an explicit ``numpy.random.Generator`` (:func:`choose_arm`).
 
 Rules:
 - Only experiments with status ``running`` (explore: Thompson sampling over the live variants)
@@ -28,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine import outcomes
+from engine import outcomes, policy
 from engine.models import Assignment, Decision, Experiment, Variant
 from variants.signup import insert_unless_exists
 
@@ -63,17 +64,13 @@ class ExperimentSnapshot:
     arms: tuple[ArmSnapshot, ...]
     winner_id: int | None = None
     _by_id: dict[int, ArmSnapshot] = field(default_factory=dict, repr=False, compare=False)
+    # Each arm's share of new units (see allocation()), computed once when the snapshot is made.
+    weights: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_id.update({arm.variant_id: arm for arm in self.arms})
-
-    @property
-    def alpha(self) -> np.ndarray:
-        return np.array([arm.alpha for arm in self.arms])
-
-    @property
-    def beta(self) -> np.ndarray:
-        return np.array([arm.beta for arm in self.arms])
+        weights = allocation(self.arms, burn_in=self.burn_in, floor=self.floor)
+        object.__setattr__(self, "weights", weights)
 
     def arm(self, variant_id: int | None) -> ArmSnapshot | None:
         """The live arm with this variant id, or ``None``."""
@@ -181,25 +178,24 @@ def choose_arm(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> ArmSna
         return None
     if snapshot.winner_id is not None:
         return snapshot.arm(snapshot.winner_id)
-    return snapshot.arms[_thompson_index(snapshot, rng)]
+    return snapshot.arms[int(policy.assign_batch(snapshot.weights, 1, rng)[0])]
 
 
-def _thompson_index(snapshot: ExperimentSnapshot, rng: np.random.Generator) -> int:
-    """One unit's Thompson draw with burn-in and floor (the single-unit case of a batch draw).
+def allocation(arms: tuple[ArmSnapshot, ...], *, burn_in: int, floor: float) -> np.ndarray:
+    """Each live arm's share of new units: even during burn-in, then Thompson weights.
 
-    INTERIM: engine.policy (pure statistics, another engineer) is not in the tree yet; this
-    follows its specification and engine.decisions' stand-in, and is replaced by the policy's
-    Thompson assignment once it lands. Burn-in: until every live arm has ``burn_in`` trials,
-    arms are uniform. Floor: with probability K × floor the unit goes to a uniformly drawn arm,
-    so each arm keeps at least ``floor`` of the traffic; otherwise θ ~ Beta(α, β) per arm and
-    the largest θ wins.
+    Burn-in lasts until every live arm has ``burn_in`` trials. Thompson weights
+    (:func:`engine.policy.thompson_weights`) are each arm's P(best) with ``floor`` for every
+    arm, computed by quadrature once per refresh; a unit then goes to arm i with probability
+    weight i (:func:`engine.policy.assign_batch`), which is a Thompson draw in distribution.
     """
-    count = len(snapshot.arms)
-    if count == 1 or min(arm.trials for arm in snapshot.arms) < snapshot.burn_in:
-        return int(rng.integers(count))
-    if rng.random() < min(snapshot.floor, 1.0 / count) * count:
-        return int(rng.integers(count))
-    return int(np.argmax(rng.beta(snapshot.alpha, snapshot.beta)))
+    if not arms:
+        return np.zeros(0)
+    if min(arm.trials for arm in arms) < burn_in:
+        return np.full(len(arms), 1.0 / len(arms))
+    return policy.thompson_weights(
+        [arm.alpha for arm in arms], [arm.beta for arm in arms], floor=min(floor, 0.999)
+    )
 
 
 # --- partner units -----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from itsdangerous import URLSafeSerializer
 from markupsafe import Markup
 
 from engine.app import settings_of
-from engine.db import get_session
 from engine.models import utcnow
 from variants import assignment, visibility
 from variants import signup as signups
@@ -116,12 +115,19 @@ class LandingRuntime:
 
 
 def load_state() -> LandingState:
-    db = get_session()
-    cards = tuple(visibility.load_group_cards(db))
+    """Read the groups and the landing posterior in a short session of their own.
+
+    Not the request's session: on SQLite every transaction takes the write lock, and the
+    request's would hold it until the visit is committed.
+    """
+    with current_app.extensions["resistry.sessions"]() as db:
+        cards = tuple(visibility.load_group_cards(db))
+        snapshot = assignment.load_landing_snapshot(db)
+        db.rollback()
     consent_template = settings_of(current_app).landing.consent_text
     group_choice = get_template_attribute("landing/_choice.html", "group_choice")
     return LandingState(
-        snapshot=assignment.load_landing_snapshot(db),
+        snapshot=snapshot,
         cards=cards,
         group_ids_by_slug={card.slug: card.id for card in cards},
         choice_html={

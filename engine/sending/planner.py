@@ -7,9 +7,10 @@ the most data and should finish first; the others wait their turn. A subject and
 required (an email needs both); the share text is optional.
 
 Per experiment: promoted → the winner only; running → live variants only (paused and retired
-get nothing), drawn by :func:`engine.policy` Thompson batch assignment from the posteriors that
-:mod:`engine.decisions` computes (delay-weighted trials, burn-in, floors), with a seeded
-``numpy.random.Generator`` when the caller wants repeatable plans.
+get nothing), allocated in one vectorized draw (:func:`engine.policy.assign_batch`) by the
+policy's Thompson weights over the current posteriors (:func:`engine.decisions.allocate`:
+delay-weighted trials, burn-in, floors, guardrails), with a seeded ``numpy.random.Generator``
+when the caller wants repeatable plans.
 """
 
 from __future__ import annotations
@@ -138,13 +139,11 @@ def draw_variants(
         if winner is None:
             raise PlanError(f"experiment {experiment.key!r} is promoted but names no winner")
         return [winner.id] * count, [winner]
-    counts = decisions.arm_counts(session, settings, experiment, now)
-    live = [arm for arm in counts if arm.variant.status == "live"]
-    if not live:
-        raise PlanError(f"experiment {experiment.key!r} has no live variant")
-    indices = decisions.thompson_assign(experiment, live, count, rng)
-    ids = np.array([arm.variant.id for arm in live])
-    return ids[indices].tolist(), [arm.variant for arm in live]
+    try:
+        drawn_from, ids = decisions.allocate(session, settings, experiment, count, rng, now)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    return ids, drawn_from
 
 
 def draw_plan(

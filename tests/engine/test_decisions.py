@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine import decisions
+from engine import decisions, trial_counts
 from engine.models import AllocationSnapshot, Decision, Experiment, Mailing, Send, Visit
 from engine.settings import Settings
 from tests.engine.sending import factories
@@ -31,16 +31,16 @@ def test_a_clearly_better_arm_is_promoted_with_snapshot_and_reason(
 ) -> None:
     exp = subject_experiment(session, [(2000, 100), (2000, 200)], burn_in=100)
     [outcome] = decisions.run_decisions(session, settings, now=NOW)
-    assert outcome.status == "promote"
+    assert outcome.status == "promoted"
     assert exp.status == "promoted"
     [decision] = session.scalars(sa.select(Decision)).all()
     assert decision.kind == "promote" and decision.actor == "policy"
     assert decision.variant_id == exp.variants[1].id
-    assert "v1" in decision.reason and "best with probability" in decision.reason
+    assert decision.reason.startswith("v1 promoted: P(best) = 1.000 ≥ 0.95")
     snap = decision.snapshot["variants"][str(exp.variants[1].id)]
     assert snap["trials"] == 2000 and snap["successes"] == 200
     assert snap["p_best"] > 0.99 and snap["alpha"] == 201.0
-    assert decision.snapshot["policy_status"] == "promote"
+    assert decision.snapshot["policy_status"] == "promoted"
     assert [v.weight for v in exp.variants] == [0.0, 1.0]
     [allocation] = session.scalars(sa.select(AllocationSnapshot)).all()
     assert allocation.weights == {str(exp.variants[0].id): 0.0, str(exp.variants[1].id): 1.0}
@@ -62,7 +62,7 @@ def test_burn_in_keeps_an_even_split_and_decides_nothing(
 def test_exploring_weights_favour_the_leader_and_keep_the_floor(
     session: so.Session, settings: Settings
 ) -> None:
-    exp = subject_experiment(session, [(300, 30), (300, 36), (300, 5)], floor=0.05)
+    exp = subject_experiment(session, [(300, 30), (300, 36), (300, 22)], floor=0.05)
     [outcome] = decisions.run_decisions(session, settings, now=NOW)
     weights = [v.weight for v in exp.variants]
     assert outcome.status == "exploring"
@@ -133,9 +133,10 @@ def test_fresh_sends_count_only_for_the_share_of_clicks_arrived(
     exp = subject_experiment(session, [(1300, 20), (300, 20)])
     add_sends(session, exp, 0, 1000, NOW - timedelta(hours=1))  # fresh: 1,000 of its 1,300
     add_sends(session, exp, 1, 300, NOW - timedelta(days=30))  # old: fully counted
-    arms = decisions.arm_counts(session, settings, exp, NOW)
+    arms = trial_counts.arm_counts(session, settings, exp, NOW)
     # log-normal delay, median 6 h, sigma 1.2: about 6.8 % of clicks arrive within the hour
-    share = float(decisions.arrived_share(np.array([1.0]), 6.0, 1.2)[0])
+    cdf, _ = trial_counts.delay_cdf(settings, "click")
+    share = float(cdf(np.array([1.0]))[0])
     assert 0.05 < share < 0.09
     assert arms[0].effective_trials == pytest.approx(300 + 1000 * share, rel=0.02)
     assert arms[1].effective_trials == 300
@@ -152,7 +153,7 @@ def test_sends_before_a_restart_do_not_count_as_recent(
         )
     )
     session.flush()
-    arms = decisions.arm_counts(session, settings, exp, NOW)
+    arms = trial_counts.arm_counts(session, settings, exp, NOW)
     assert arms[0].effective_trials == 100
 
 
@@ -168,8 +169,25 @@ def test_landing_experiments_are_decided_from_visits(
         for i in range(40)
     )
     session.flush()
-    arms = decisions.arm_counts(session, settings, exp, NOW)
+    arms = trial_counts.arm_counts(session, settings, exp, NOW)
     assert 2960 < arms[0].effective_trials < 2962
     [outcome] = decisions.run_decisions(session, settings, now=NOW)
-    assert outcome.status == "promote" and exp.status == "promoted"
+    assert outcome.status == "promoted" and exp.status == "promoted"
     assert decisions.winner_of(session, exp) == a
+
+
+def test_a_fresh_send_that_already_converted_counts_as_a_whole_trial(
+    session: so.Session, settings: Settings
+) -> None:
+    exp = subject_experiment(session, [(100, 10), (100, 0)])
+    add_sends(session, exp, 0, 100, NOW - timedelta(hours=1))
+    clicked = session.scalars(sa.select(Send.id).limit(10)).all()
+    session.execute(
+        sa.update(Send)
+        .where(Send.id.in_(clicked))
+        .values(first_click_at=NOW - timedelta(minutes=5))
+    )
+    cdf, _ = trial_counts.delay_cdf(settings, "click")
+    share = float(cdf(np.array([1.0]))[0])
+    [arm, _] = trial_counts.arm_counts(session, settings, exp, NOW)
+    assert arm.effective_trials == pytest.approx(10 + 90 * share, rel=0.02)

@@ -20,15 +20,20 @@ class FakeClock:
         return self.now
 
 
-def snapshot(*arms: tuple[float, float, int], winner: int | None = None) -> ExperimentSnapshot:
+def snapshot(
+    *arms: tuple[float, float, int],
+    winner: int | None = None,
+    burn_in: int = 0,
+    floor: float = 0.0,
+) -> ExperimentSnapshot:
     return ExperimentSnapshot(
         experiment_id=1,
         key="e",
         kind="landing",
         metric="signup",
         status="promoted" if winner else "running",
-        burn_in=0,
-        floor=0.0,
+        burn_in=burn_in,
+        floor=floor,
         arms=tuple(
             ArmSnapshot(i + 1, f"k{i}", f"n{i}", {}, alpha, beta, trials, 0.5)
             for i, (alpha, beta, trials) in enumerate(arms)
@@ -135,6 +140,31 @@ def test_even_posteriors_split_traffic_evenly() -> None:
     rng = np.random.default_rng(7)
     counts = Counter(assignment.choose_arm(snap, rng).variant_id for _ in range(4000))
     assert counts[1] / 4000 == pytest.approx(0.5, abs=0.04)
+
+
+def test_burn_in_splits_evenly_whatever_the_posteriors() -> None:
+    snap = snapshot((501, 501, 1000), (2, 199, 199), burn_in=200)
+    assert list(snap.weights) == [0.5, 0.5]
+    rng = np.random.default_rng(3)
+    counts = Counter(assignment.choose_arm(snap, rng).variant_id for _ in range(4000))
+    assert counts[2] / 4000 == pytest.approx(0.5, abs=0.04)
+
+
+def test_the_floor_keeps_a_losing_arm_in_play() -> None:
+    snap = snapshot((501, 501, 1000), (101, 901, 1000), floor=0.05)
+    assert snap.weights[1] == pytest.approx(0.05)
+    rng = np.random.default_rng(5)
+    counts = Counter(assignment.choose_arm(snap, rng).variant_id for _ in range(8000))
+    assert counts[2] / 8000 == pytest.approx(0.05, abs=0.01)
+
+
+def test_draws_follow_the_thompson_weights() -> None:
+    snap = snapshot((31, 371, 400), (41, 361, 400), (36, 366, 400))
+    assert sum(snap.weights) == pytest.approx(1.0)
+    rng = np.random.default_rng(11)
+    counts = Counter(assignment.choose_arm(snap, rng).variant_id for _ in range(20000))
+    for index, weight in enumerate(snap.weights):
+        assert counts[index + 1] / 20000 == pytest.approx(weight, abs=0.015)
 
 
 def test_no_live_arm_means_no_choice() -> None:

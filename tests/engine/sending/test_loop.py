@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +93,12 @@ def test_mailings_move_the_posteriors_and_promote_the_best_subject(loop: dict) -
     client = MailClient(settings.sendgrid, sleep=lambda _: None)
     rng = np.random.default_rng(5)
     promoted_after = None
+    start = utcnow()
+
+    def week(number: int) -> datetime:
+        """Weekly mailings: the n-th goes out n weeks after the start."""
+        return start + timedelta(weeks=number)
+
     for round_number in range(1, 5):
         with sessions() as session:
             report = run_recruiter_mailing(
@@ -102,6 +108,7 @@ def test_mailings_move_the_posteriors_and_promote_the_best_subject(loop: dict) -
                 client=client,
                 key=f"loop-{round_number}",
                 rng=rng,
+                clock=lambda number=round_number: week(number),
             )
         assert report.sent > 0.95 * RECRUITERS and report.failed == 0
         assert simulator.flush() > report.sent  # processed, delivered, opens, clicks, …
@@ -115,7 +122,7 @@ def test_mailings_move_the_posteriors_and_promote_the_best_subject(loop: dict) -
                 )
                 assert attributed > report.sent
             # three days later, every open of this mailing has arrived
-            run_decisions(session, settings, now=utcnow() + timedelta(days=3))
+            run_decisions(session, settings, now=week(round_number) + timedelta(days=3))
             session.commit()
             if subject.status == "promoted":
                 promoted_after = round_number

@@ -46,15 +46,20 @@ def test_paused_variants_get_nothing_and_promoted_experiments_send_the_winner(
 
 
 def test_floor_keeps_every_live_arm_in_play(session: so.Session, settings: Settings) -> None:
-    exps = factories.mail_experiments(session, floor=0.05)
+    subjects = {"a": {"subject": "A"}, "b": {"subject": "B"}, "c": {"subject": "C"}}
+    exp = factories.experiment(session, "subject", subjects, floor=0.05)
+    factories.experiment(session, "body", factories.BODIES)
     factories.recruiters(session, 1000)
-    good, bad = exps["subject"].variants
-    good.trials, good.successes = 5000, 1000  # clearly better
-    bad.trials, bad.successes = 5000, 100
+    for variant, successes in zip(exp.variants, (100, 98, 80), strict=True):
+        variant.trials, variant.successes = 1000, successes  # c: P(best) about 2 %
     session.flush()
     counts = by_key(plan(session, settings), "subject")
-    assert counts["friendly"] >= 50  # the floor: 5 % of 1,000
-    assert counts["urgent"] > 900
+    assert counts["c"] == 50  # the floor: 5 % of 1,000
+    assert counts["a"] > counts["b"] > 50
+    # an arm that is clearly losing (P(best) < 0.1 %) gives its floor up
+    exp.variants[2].successes = 20
+    session.flush()
+    assert by_key(plan(session, settings), "subject")["c"] == 0
 
 
 def test_suppressed_addresses_are_left_out(session: so.Session, settings: Settings) -> None:
