@@ -87,15 +87,14 @@ def index() -> ResponseReturnValue:
     ):
         visit_id = current[0]  # a reload (or a link without attribution): not a new trial
     else:
-        with _proto_lock(db):
-            visit_id = attribution.record_visit(
-                db,
-                visitor_id=visitor_id,
-                landing_variant_id=variant_id,
-                attribution=source,
-                now=runtime.now(),
-            )
-            db.commit()
+        visit_id = attribution.record_visit(
+            db,
+            visitor_id=visitor_id,
+            landing_variant_id=variant_id,
+            attribution=source,
+            now=runtime.now(),
+        )
+        db.commit()
         session["visit"] = [visit_id, *visit_key]
     cards = visibility.order_for_visitor(
         state.cards,
@@ -287,22 +286,3 @@ def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnVal
         arm, cards, runtime.form_signer.dumps(context), errors, values
     )
     return page, status
-
-
-import contextlib, fcntl, os
-_FD = {}
-@contextlib.contextmanager
-def _proto_lock(db):
-    bind = db.get_bind()
-    url = bind.engine.url
-    if url.get_backend_name() != "sqlite" or not os.environ.get("PROTO_LOCK"):
-        yield
-        return
-    fd = _FD.get(url.database)
-    if fd is None:
-        fd = _FD[url.database] = os.open(url.database + ".write.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -426,3 +426,16 @@ def test_the_fast_page_is_exactly_the_fully_rendered_page(
             full = landing_render.render_page(arm, cards, "ctx-<&>", choices_html=choices)
             assert fast == again == full
             assert 'value="ctx-&lt;&amp;&gt;"' in full
+
+
+def test_each_visitor_keeps_their_own_order_of_the_groups(
+    session: so.Session, app: Flask, clock: FakeClock
+) -> None:
+    add_groups(session)
+    orders = set()
+    for _ in range(10):
+        visitor = app.test_client()
+        first = checkbox_order(visitor.get("/").get_data(as_text=True))
+        assert checkbox_order(visitor.get("/?g=flippable").get_data(as_text=True)) == first
+        orders.add(tuple(first))
+    assert len(orders) > 3
