@@ -24,10 +24,12 @@ Status = Literal["burn_in", "exploring", "promoted", "no_clear_winner", "all_pau
 
 @dataclass(frozen=True)
 class ArmCounts:
-    """What the policy knows of one arm. Trials may be effective (fractional) trials.
+    """What the policy knows of one arm.
 
-    ``guardrail_events`` counts events per guardrail metric (e.g. {"unsubscribe": 3});
-    ``paused`` marks an arm already paused by staff or an earlier decision.
+    ``trials`` may be effective (fractional) trials from :mod:`engine.delay`; ``sends`` is then
+    the raw count, which burn-in uses (default: ``trials``). ``guardrail_events`` counts events
+    per guardrail metric (e.g. {"unsubscribe": 3}); ``paused`` marks an arm already paused by
+    staff or an earlier decision.
     """
 
     name: str
@@ -35,6 +37,7 @@ class ArmCounts:
     successes: float
     guardrail_events: Mapping[str, float] = field(default_factory=dict)
     paused: bool = False
+    sends: float | None = None
 
 
 def _default_guardrails() -> dict[str, float]:
@@ -249,11 +252,12 @@ def decide(
     if live.sum() == 1:
         winner = names[index[0]]
         return result("promoted", live, winner, f"{winner} promoted: the only live arm")
-    fewest = index[np.argmin(trials[index])]
-    if trials[fewest] < config.burn_in:
+    sent = np.array([arm.trials if arm.sends is None else arm.sends for arm in arms], float)
+    fewest = index[np.argmin(sent[index])]
+    if sent[fewest] < config.burn_in:
         why = (
             f"burn-in: {live.sum()} live arms split evenly until each has "
-            f"{_fmt(config.burn_in)} {config.unit} ({names[fewest]} has {_fmt(trials[fewest])})"
+            f"{_fmt(config.burn_in)} {config.unit} ({names[fewest]} has {_fmt(sent[fewest])})"
         )
         return result("burn_in", live / live.sum(), None, why)
     champion = int(index[np.argmax(p_live)])
