@@ -1,1 +1,1 @@
-"""What is tested and served: experiments and variants, rendering, landing page and signup, admin."""
+"""What is tested and served: experiments, variants, rendering, landing page, signup, admin."""

@@ -39,7 +39,7 @@ def make_send(session: so.Session) -> tuple[Send, Experiment, Experiment, Experi
 
 
 def test_metric_outcomes_only_count_where_measured(session: so.Session) -> None:
-    send, subject, body, share = make_send(session)
+    send, subject, body, _share = make_send(session)
     outcomes.add_trials(session, {v: 1 for v in outcomes.variant_ids_of(send)})
     outcomes.credit_sends(session, "click", [send])
     session.expire_all()
@@ -60,7 +60,7 @@ def test_signup_is_credited_once_per_send(session: so.Session) -> None:
 
 
 def test_guardrail_counters(session: so.Session) -> None:
-    send, subject, body, share = make_send(session)
+    send, subject, body, _share = make_send(session)
     outcomes.credit_sends(session, "unsubscribe", [send])
     outcomes.credit_sends(session, "spam_report", [send])
     session.expire_all()
