@@ -48,6 +48,9 @@ def test_second_holder_waits_until_first_releases(migrated_engine: sa.Engine) ->
 
 
 def test_timeout_while_held(migrated_engine: sa.Engine) -> None:
-    with singleton(migrated_engine, "held"), pytest.raises(TimeoutError):
-        with singleton(migrated_engine, "held", poll_seconds=0.01, timeout=0.05):
-            pass
+    with (
+        singleton(migrated_engine, "held"),
+        pytest.raises(TimeoutError),
+        singleton(migrated_engine, "held", poll_seconds=0.01, timeout=0.05),
+    ):
+        pass
