@@ -18,10 +18,10 @@ from scipy import special
 
 TAIL = 1e-15  # posterior mass neglected in each tail of each arm
 PANEL_NODES = 12  # Gauss-Legendre nodes per panel
-_PANEL_WIDTH = 3.0  # panel width, in units of the narrowest local scale
-_SLOPE_SCALE = 10.0  # in a tail, the density may change by about e^3 within one panel
-_POLE = 0.7  # a panel may span this multiple of its distance to t = ±iπ
-_MAX_PANELS = 20_000
+# A panel spans at most _PANEL_WIDTH local standard deviations, lets the log-density change by
+# at most _PANEL_WIDTH·_SLOPE_SCALE (e^-18 over 12 nodes integrates to 1e-10 relative), and
+# spans at most _POLE times its distance to the densities' singularities at t = ±iπ.
+_PANEL_WIDTH, _SLOPE_SCALE, _POLE, _MAX_PANELS = 3.0, 6.0, 0.7, 20_000
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(PANEL_NODES)
 VALUE_REMAINING_DRAWS = 20_000
 VALUE_REMAINING_SEED = 2015  # Scott (2015); the default generator, so results repeat
@@ -33,10 +33,9 @@ def _as_array(name: str, values: ArrayLike) -> Array:
     array = np.atleast_1d(np.asarray(values, dtype=np.float64))
     if array.ndim != 1:
         raise ValueError(f"{name} must be a number or a 1-D sequence, got shape {array.shape}")
-    if np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN")
-    if np.isinf(array).any():
-        raise ValueError(f"{name} contains an infinite value")
+    if not np.isfinite(array).all():
+        bad = "NaN" if np.isnan(array).any() else "an infinite value"
+        raise ValueError(f"{name} contains {bad}")
     return array
 
 
@@ -52,14 +51,12 @@ def posterior(
     for name, value in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta)):
         if not np.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    n = _as_array("trials", trials)
-    s = _as_array("successes", successes)
+    n, s = _as_array("trials", trials), _as_array("successes", successes)
     if n.shape != s.shape:
         raise ValueError(f"trials has {n.size} entries but successes has {s.size}")
-    if (n < 0).any():
-        raise ValueError(f"trials must be >= 0, got {n[n < 0][0]!r}")
-    if (s < 0).any():
-        raise ValueError(f"successes must be >= 0, got {s[s < 0][0]!r}")
+    for name, values in (("trials", n), ("successes", s)):
+        if (values < 0).any():
+            raise ValueError(f"{name} must be >= 0, got {values[values < 0][0]!r}")
     if (s > n).any():
         i = int(np.argmax(s > n))
         raise ValueError(f"successes ({s[i]:g}) exceed trials ({n[i]:g}) for arm {i}")
@@ -85,9 +82,7 @@ def credible_interval(
     alpha: ArrayLike, beta: ArrayLike, level: float = 0.95
 ) -> tuple[Array, Array]:
     """Return the equal-tailed credible interval (lower, upper) per arm at ``level``.
-
-    Raises ValueError on bad parameters or a level outside (0, 1).
-    """
+    Raises ValueError on bad parameters or a level outside (0, 1)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     a, b = _params(alpha, beta)
@@ -106,14 +101,13 @@ def p_rate_above(alpha: ArrayLike, beta: ArrayLike, limit: float) -> Array:
 # -- quadrature in the logit variable -------------------------------------------------------
 
 
-def _cumulative_matrix(nodes: Array) -> Array:
-    """S[k, l] = ∫_{-1}^{x_k} ℓ_l(s) ds for the Lagrange basis ℓ on the Gauss-Legendre nodes."""
-    leg = np.polynomial.legendre
-    integrals = [leg.legval(nodes, leg.legint(unit, lbnd=-1)) for unit in np.eye(nodes.size)]
-    return np.column_stack(integrals) @ np.linalg.inv(leg.legvander(nodes, nodes.size - 1))
-
-
-_GL_S = _cumulative_matrix(_GL_X)
+# _GL_S[k, l] = ∫_{-1}^{x_k} ℓ_l(s) ds for the Lagrange basis ℓ_l on the Gauss-Legendre nodes x.
+_GL_S = np.column_stack(
+    [
+        np.polynomial.legendre.legval(_GL_X, np.polynomial.legendre.legint(e, lbnd=-1))
+        for e in np.eye(PANEL_NODES)
+    ]
+) @ np.linalg.inv(np.polynomial.legendre.legvander(_GL_X, PANEL_NODES - 1))
 
 
 def _stirling_error(z: Array) -> Array:
@@ -163,10 +157,9 @@ def _support(a: Array, b: Array) -> tuple[Array, Array]:
     """Logits of the TAIL and 1 − TAIL quantiles, computed without rounding x to 0 or 1."""
     x_lo = special.betaincinv(a, b, TAIL)
     y_hi = special.betaincinv(b, a, TAIL)  # 1 − (upper quantile), exact near 1
-    log_beta = special.betaln(a, b)
     # When a quantile underflows, use the tail law F(x) ≈ x^a / (a B(a, b)).
-    tail_lo = (np.log(TAIL) + np.log(a) + log_beta) / a
-    tail_hi = -(np.log(TAIL) + np.log(b) + log_beta) / b
+    tail_lo = (np.log(TAIL) + np.log(a) + special.betaln(a, b)) / a
+    tail_hi = -(np.log(TAIL) + np.log(b) + special.betaln(a, b)) / b
     ok_lo, ok_hi = x_lo > 1e-300, y_hi > 1e-300
     x_lo, y_hi = np.where(ok_lo, x_lo, 0.5), np.where(ok_hi, y_hi, 0.5)
     t_lo = np.where(ok_lo, np.log(x_lo) - np.log1p(-x_lo), tail_lo)
@@ -178,10 +171,9 @@ def _panels(a: Array, b: Array, lo: Array, hi: Array, start: float, stop: float)
     """Panel edges from start to stop, each no wider than the arms overlapping it allow.
 
     In t the log-density of arm j has slope a − (a+b)x and curvature −(a+b)x(1−x), so
-    1/sqrt(curvature + (slope/SLOPE)^2) is its standard deviation at the mode and shrinks in the
-    tails; being convex in x, its worst case on a panel is at an end. The complex singularities
-    of the densities at t = ±iπ also bound panels near t = 0. Arms whose support misses a panel
-    do not constrain it, so a narrow arm costs panels only where its mass is.
+    1/sqrt(curvature + (slope/SLOPE)²) is its standard deviation at the mode and shrinks in the
+    tails; convex in x, it is worst at a panel's ends. Arms whose support misses a panel do not
+    constrain it, so a narrow arm costs panels only where its mass is.
     """
     n = a + b
     # The max over many arms is narrower than any one arm (≈ σ/√(2 ln K)).
@@ -263,10 +255,7 @@ def _best_moments(a: Array, b: Array) -> tuple[Array, float]:
 
 def best_arm_summary(alpha: ArrayLike, beta: ArrayLike) -> tuple[Array, Array, Array]:
     """Return (p_best, expected_loss, expected_loss_relative) per arm from one quadrature.
-
-    See :func:`p_best`, :func:`expected_loss` and :func:`expected_loss_relative`.
-    Raises ValueError on bad parameters.
-    """
+    Raises ValueError on bad parameters."""
     a, b = _params(alpha, beta)
     probability, expected_max = _best_moments(a, b)
     loss = np.maximum(expected_max - a / (a + b), 0.0)
@@ -274,19 +263,14 @@ def best_arm_summary(alpha: ArrayLike, beta: ArrayLike) -> tuple[Array, Array, A
 
 
 def p_best(alpha: ArrayLike, beta: ArrayLike) -> Array:
-    """Return P(arm i has the highest rate) per arm; the entries sum to 1 within 1e-9.
-
-    Raises ValueError on bad parameters.
-    """
+    """Return P(arm i has the highest rate) per arm (summing to 1 within 1e-9).
+    Raises ValueError on bad parameters."""
     return best_arm_summary(alpha, beta)[0]
 
 
 def expected_loss(alpha: ArrayLike, beta: ArrayLike) -> Array:
-    """Return E[max_j θ_j − θ_i] per arm: the rate given up by choosing arm i.
-
-    E[max θ] is Σ_i E[θ_i; i best], by the same quadrature as P(best). Raises ValueError on bad
-    parameters.
-    """
+    """Return E[max_j θ_j − θ_i] per arm, with E[max θ] = Σ_i E[θ_i; i best] by quadrature.
+    Raises ValueError on bad parameters."""
     return best_arm_summary(alpha, beta)[1]
 
 
@@ -302,9 +286,7 @@ def expected_loss_relative(alpha: ArrayLike, beta: ArrayLike) -> Array:
 
 def p_beat_control(alpha: ArrayLike, beta: ArrayLike, control: int = 0) -> Array:
     """Return P(θ_i > θ_control) per arm; the control's own entry is 0.5 by convention.
-
-    Raises ValueError on bad parameters or a control index out of range.
-    """
+    Raises ValueError on bad parameters or a control index out of range."""
     a, b = _params(alpha, beta)
     if not 0 <= control < a.size:
         raise ValueError(f"control must index one of {a.size} arms, got {control!r}")
