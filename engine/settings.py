@@ -139,10 +139,10 @@ class SchedulerSettings:
 class ExperimentSettings:
     prior_alpha: float = 1.0
     prior_beta: float = 1.0
-    burn_in: int = 200
+    burn_in: int = 600
     p_best_threshold: float = 0.95
     value_remaining_threshold: float = 0.01
-    floor: float = 0.02
+    floor: float = 0.01
     max_trials_per_arm: int = 50000
 
     def validate(self) -> None:
@@ -163,7 +163,7 @@ class GuardrailSettings:
     unsubscribe_rate_limit: float = 0.01
     spam_report_rate_limit: float = 0.002
     confidence: float = 0.95
-    min_trials: int = 200
+    min_trials: int = 1000
 
     def validate(self) -> None:
         for name in ("unsubscribe_rate_limit", "spam_report_rate_limit"):

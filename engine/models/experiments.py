@@ -42,10 +42,10 @@ class Experiment(Timestamped, Base):
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default="draft")
     prior_alpha: so.Mapped[float] = so.mapped_column(default=1.0)
     prior_beta: so.Mapped[float] = so.mapped_column(default=1.0)
-    burn_in: so.Mapped[int] = so.mapped_column(default=200)
+    burn_in: so.Mapped[int] = so.mapped_column(default=600)
     p_best_threshold: so.Mapped[float] = so.mapped_column(default=0.95)
     value_remaining_threshold: so.Mapped[float] = so.mapped_column(default=0.01)
-    floor: so.Mapped[float] = so.mapped_column(default=0.02)
+    floor: so.Mapped[float] = so.mapped_column(default=0.01)
     max_trials_per_arm: so.Mapped[int] = so.mapped_column(default=50000)
     policy_areas: so.Mapped[list[str]] = so.mapped_column(default=list)
     # Restarting an experiment bumps the epoch; only trials of the current epoch count.
