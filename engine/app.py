@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import click
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import Flask, jsonify, request
@@ -58,32 +59,15 @@ def settings_of(app: Flask) -> Settings:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from engine import health
+    from engine import auth, health
+    from engine.reports import web as reports_web
+    from engine.sending import web as sending_web
+    from variants import web as variants_web
+    from webhooks import web as webhooks_web
 
     app.register_blueprint(health.bp)
-    for module in _feature_modules():
-        module.init_app(app)
-
-
-def _feature_modules() -> list[Any]:
-    """Each feature package exposes ``init_app(app)`` that registers its blueprints."""
-    import importlib
-
-    names = [
-        "engine.auth",
-        "variants.web",
-        "webhooks.web",
-        "engine.sending.web",
-        "engine.reports.web",
-    ]
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if not (exc.name and name.startswith(exc.name)):  # a real error inside a module
-                raise
-    return modules
+    for feature in (auth, variants_web, webhooks_web, sending_web, reports_web):
+        feature.init_app(app)
 
 
 def wants_json() -> bool:
@@ -110,7 +94,11 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
+    """``flask --app engine <command>`` offers the same commands as ``resistry``."""
     from engine.cli import main
 
-    for command in main.commands.values():
-        app.cli.add_command(command)
+    context = click.Context(main)
+    for name in main.list_commands(context):
+        command = main.get_command(context, name)
+        if command is not None:
+            app.cli.add_command(command, name)

@@ -6,12 +6,45 @@ Commands live next to the code they drive and are registered here; each takes th
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from engine.runtime import Runtime, pass_runtime
 
+# Commands live next to the code they drive; they are imported only when invoked (or listed by
+# --help), so `resistry stats` never loads Flask, matplotlib or the database drivers.
+LAZY_COMMANDS = {
+    "decisions": "engine.sending.cli:decisions",
+    "demo": "variants.demo:demo",
+    "events": "webhooks.cli:events",
+    "import": "variants.importer:import_command",
+    "mailing": "engine.sending.cli:mailing",
+    "reports": "engine.reports.cli:reports",
+    "scheduler": "engine.sending.cli:scheduler",
+    "simulate": "engine.simulate_cli:simulate",
+    "simulator": "engine.simulator.cli:simulator",
+    "stats": "engine.stats_cli:stats_command",
+    "suppressions": "webhooks.cli:suppressions",
+    "up": "engine.launcher:up",
+    "users": "engine.auth:users",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module_name, attribute = LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -60,34 +93,6 @@ def serve(runtime: Runtime, host: str, port: int, workers: int) -> None:
 
     run_server(runtime.settings, host=host, port=port, workers=workers)
 
-
-def _register_commands() -> None:
-    """Attach the commands that live with the features they drive."""
-    import importlib
-
-    for module_name, attribute in [
-        ("engine.stats_cli", "stats_command"),
-        ("variants.demo", "demo"),
-        ("variants.importer", "import_command"),
-        ("engine.auth", "users"),
-        ("webhooks.cli", "events"),
-        ("webhooks.cli", "suppressions"),
-        ("engine.simulator.cli", "simulator"),
-        ("engine.sending.cli", "mailing"),
-        ("engine.sending.cli", "decisions"),
-        ("engine.sending.cli", "scheduler"),
-        ("engine.launcher", "up"),
-    ]:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and module_name.startswith(exc.name)):
-                raise
-            continue
-        main.add_command(getattr(module, attribute))
-
-
-_register_commands()
 
 if __name__ == "__main__":
     main()

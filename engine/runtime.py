@@ -6,14 +6,15 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
-import sqlalchemy.orm as so
 
-from engine.db import create_db_engine, session_factory
 from engine.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the database stack loads on first use, so light commands stay light
+    import sqlalchemy as sa
+    import sqlalchemy.orm as so
 
 
 @dataclass
@@ -24,10 +25,14 @@ class Runtime:
 
     @cached_property
     def engine(self) -> sa.Engine:
+        from engine.db import create_db_engine
+
         return create_db_engine(self.settings)
 
     @cached_property
     def sessions(self) -> so.sessionmaker[so.Session]:
+        from engine.db import session_factory
+
         return session_factory(self.engine)
 
     def close(self) -> None:
