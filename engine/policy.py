@@ -189,14 +189,18 @@ def guardrail_breaches(arm: ArmCounts, config: PolicyConfig) -> dict[str, float]
     Arms with fewer than ``guardrail_min_trials`` trials are never breached. Raises ValueError
     on a negative or NaN event count or more events than trials.
     """
+    # Unsubscribes and spam reports arrive within hours, long before the conversion metric's
+    # delay has run its course, so they are judged against raw sends, not effective trials
+    # (which would inflate the rate right after a mailing and trip the breaker falsely).
+    exposure = arm.trials if arm.sends is None else arm.sends
     breaches: dict[str, float] = {}
     for metric, limit in config.guardrails.items():
         events = arm.guardrail_events.get(metric, 0.0)
-        if not 0 <= events <= arm.trials:  # also rejects NaN
-            raise ValueError(f"arm {arm.name!r}: {metric} events {events!r} not in [0, trials]")
-        if arm.trials < config.guardrail_min_trials:
+        if not 0 <= events <= exposure:  # also rejects NaN
+            raise ValueError(f"arm {arm.name!r}: {metric} events {events!r} not in [0, sends]")
+        if exposure < config.guardrail_min_trials:
             continue
-        p = float(stats.p_rate_above(1 + events, 1 + arm.trials - events, limit)[0])
+        p = float(stats.p_rate_above(1 + events, 1 + exposure - events, limit)[0])
         if p >= config.guardrail_confidence:
             breaches[metric] = p
     return breaches

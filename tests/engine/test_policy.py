@@ -247,3 +247,24 @@ def test_config_rejects_out_of_range_values(field: str) -> None:
 def test_config_rejects_a_guardrail_limit_outside_zero_one() -> None:
     with pytest.raises(ValueError, match="guardrails\\['unsubscribe'\\]"):
         PolicyConfig(guardrails={"unsubscribe": 1.5})
+
+
+def test_guardrail_judges_unsubscribes_against_raw_sends_not_effective_trials() -> None:
+    """Right after a mailing effective trials are a fraction of sends; unsubscribes are not."""
+    fresh = [
+        ArmCounts(
+            "A", trials=300.0, successes=3, sends=3_000, guardrail_events={"unsubscribe": 20}
+        ),
+        ArmCounts(
+            "B", trials=300.0, successes=3, sends=3_000, guardrail_events={"unsubscribe": 19}
+        ),
+    ]
+    # 20 of 3,000 sends (0.7 %) is under the 1 % limit: no pause, although 20/300 would be 6.7 %.
+    assert decide(fresh, PolicyConfig(guardrail_min_trials=1_000)).paused == ()
+    harmful = [
+        ArmCounts(
+            "A", trials=300.0, successes=3, sends=3_000, guardrail_events={"unsubscribe": 90}
+        ),
+        ArmCounts("B", trials=300.0, successes=3, sends=3_000),
+    ]
+    assert decide(harmful, PolicyConfig(guardrail_min_trials=1_000)).paused == ("A",)
