@@ -82,10 +82,12 @@ def decide(settings: Settings, experiment: Experiment, arms: list[ArmCounts]) ->
                 name=arm.variant.key,
                 trials=arm.effective_trials,
                 successes=arm.successes,
+                # Raw sends drive burn-in and the guardrails (see engine.policy); the posterior
+                # uses effective trials so fresh sends do not read as failures.
+                sends=arm.trials,
                 guardrail_events={
-                    # late events can outnumber the effective trials of fresh sends
-                    "unsubscribe": min(arm.unsubscribes, arm.effective_trials),
-                    "spam_report": min(arm.spam_reports, arm.effective_trials),
+                    "unsubscribe": min(arm.unsubscribes, arm.trials),
+                    "spam_report": min(arm.spam_reports, arm.trials),
                 },
                 paused=arm.variant.status != "live",
             )
