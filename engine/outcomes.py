@@ -17,6 +17,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine.models import Experiment, Send, Variant
+from engine.reports import rollups
+from engine.reports.rollups import RollupChanges
 
 METRIC_OUTCOMES = ("open", "click", "signup")
 GUARDRAIL_COUNTERS = {"unsubscribe": "unsubscribes", "spam_report": "spam_reports"}
@@ -104,18 +106,32 @@ def credit_sends(session: so.Session, outcome: str, sends: Iterable[Send]) -> No
     credit(session, outcome, counts)
 
 
-def credit_signup(session: so.Session, send_id: int, at: datetime) -> bool:
+def credit_signup(
+    session: so.Session, send_id: int, at: datetime, changes: RollupChanges | None = None
+) -> bool:
     """A signup came through a link in send ``send_id``: mark the send converted (first time only)
-    and credit its variants. Returns whether this was the send's first conversion."""
+    and credit its variants and its report rollup. Returns whether this was the send's first
+    conversion.
+
+    ``changes`` collects the rollup increment for a caller that applies its own at the end (see
+    :mod:`engine.reports.rollups` for why rollups come last); without it, it is applied here.
+    """
     updated = session.execute(
         sa.update(Send)
         .where(Send.id == send_id, Send.converted_at.is_(None))
         .values(converted_at=at)
-        .returning(Send.id)
+        .returning(Send.status, *rollups.SEND_KEY_COLUMNS)
     ).first()
     if updated is None:
         return False
     send = session.get(Send, send_id)
     assert send is not None
     credit_sends(session, "signup", [send])
+    key = rollups.send_key(*updated)
+    if key is not None:
+        own = changes is None
+        changes = changes or RollupChanges()
+        changes.sends[key]["signups"] += 1
+        if own:
+            changes.apply(session)
     return True

@@ -23,6 +23,7 @@ import sqlalchemy.orm as so
 
 from engine import tokens
 from engine.models import Contact, Recruiter, Send, Signup, Visit
+from engine.reports import rollup_visits
 from engine.settings import Settings
 
 CODE_BYTES = 8  # 11 URL-safe characters: unguessable, short enough to type
@@ -59,6 +60,7 @@ def ensure_recruiter(session: so.Session, contact: Contact) -> Recruiter:
         if existing is None:
             raise
         return existing
+    rollup_visits.record_new_recruiter(session, recruiter.created_at)  # the report's ladder
     return recruiter
 
 

@@ -27,6 +27,7 @@ import sqlalchemy.orm as so
 
 from engine import outcomes, tokens
 from engine.models import Experiment, Recruiter, Send, Variant, Visit
+from engine.reports import rollup_visits, rollups
 
 MAX_PARAM_LENGTH = 512
 _INSERT_VISIT = sa.insert(Visit.__table__).returning(Visit.__table__.c.id)
@@ -106,13 +107,19 @@ def record_visit(
     attribution: Attribution,
     now: datetime,
 ) -> int:
-    """Insert the visit and count it as a trial of its landing variant; returns the visit id.
+    """Insert the visit, count it as a trial of its landing variant and in the report rollups;
+    returns the visit id.
 
     This is the site's hottest write (every landing view): both statements are Core statements
     built once and run on the session's connection, in its transaction. The trial is the same
     ``trials = trials + 1`` as :func:`engine.outcomes.add_trials`, without the ORM's per-call
-    overhead (a third of a millisecond, the largest single cost of a landing view).
+    overhead (a third of a millisecond, the largest single cost of a landing view). A plain view
+    adds one small rollup upsert; a link from an email first locks its send (before the landing
+    variant's row: the lock order of :mod:`engine.reports.rollups`).
     """
+    send = None
+    if attribution.send_id is not None:
+        send = rollups.lock_send(session, attribution.send_id)
     connection = session.connection()
     visit_id = connection.execute(
         _INSERT_VISIT,
@@ -128,33 +135,71 @@ def record_visit(
     ).scalar_one()
     if landing_variant_id is not None:
         connection.execute(_ADD_TRIAL, {"variant_id": landing_variant_id})
+    rollup_visits.record_visit(
+        session,
+        visit_id=visit_id,
+        visitor_id=visitor_id,
+        landing_variant_id=landing_variant_id,
+        source_group_id=attribution.source_group_id,
+        recruiter_id=attribution.recruiter_id,
+        send=send,
+        send_id=attribution.send_id,
+        now=now,
+    )
     return visit_id
 
 
-def credit_conversion(session: so.Session, visit_id: int, contact_id: int, now: datetime) -> bool:
+def credit_conversion(
+    session: so.Session,
+    visit_id: int,
+    contact_id: int,
+    now: datetime,
+    changes: rollups.RollupChanges | None = None,
+) -> bool:
     """Mark the visit converted by ``contact_id`` and credit what attributed it, once per visit.
 
     Returns ``True`` if this call converted the visit, ``False`` if it had converted before or
-    does not exist.
+    does not exist. The report rollups' increments go to ``changes`` when given (the caller
+    applies them last, see :mod:`engine.reports.rollups`), else they are applied here.
     """
     converted = session.execute(
         sa.update(Visit)
         .where(Visit.id == visit_id, Visit.converted_at.is_(None))
         .values(contact_id=contact_id, converted_at=now)
         .returning(
-            Visit.landing_variant_id, Visit.send_id, Visit.recruiter_id, Visit.share_variant_id
+            Visit.landing_variant_id,
+            Visit.send_id,
+            Visit.recruiter_id,
+            Visit.share_variant_id,
+            Visit.source_group_id,
+            Visit.created_at,
         )
     ).first()
     if converted is None:
         return False
+    own = changes is None
+    changes = changes or rollups.RollupChanges()
+    if converted.send_id is not None:
+        rollups.lock_send(session, converted.send_id)  # sends before variants
     if converted.landing_variant_id is not None:
         outcomes.credit(session, "signup", {converted.landing_variant_id: 1})
     if converted.send_id is not None:
-        outcomes.credit_signup(session, converted.send_id, now)
+        outcomes.credit_signup(session, converted.send_id, now, changes)
     if converted.share_variant_id is not None and converted.recruiter_id is not None:
         recruiter_contact = session.scalar(
             sa.select(Recruiter.contact_id).where(Recruiter.id == converted.recruiter_id)
         )
         if recruiter_contact != contact_id:  # a friend, not the recruiter themself
             outcomes.credit(session, "signup", {converted.share_variant_id: 1})
+    visit = rollup_visits.VisitFacts(
+        visit_id,
+        converted.created_at,
+        converted.landing_variant_id,
+        converted.source_group_id,
+        converted.recruiter_id,
+        converted.send_id,
+    )
+    rollup_visits.record_conversion(session, changes, visit, contact_id, now)
+    if own:
+        changes.apply(session)
     return True

@@ -25,6 +25,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.models import Contact, Recruiter, Signup
+from engine.reports import rollup_visits
+from engine.reports.rollups import RollupChanges
 from variants.attribution import credit_conversion
 
 ZIP_PATTERN = re.compile(r"^(\d{5})(?:-?(\d{4}))?$")
@@ -157,7 +159,8 @@ def record_signup(
     visit_id: int | None,
     now: datetime,
 ) -> SignupResult:
-    """Merge the contact, store a signup per newly ticked group, and convert the visit.
+    """Merge the contact, store a signup per newly ticked group, convert the visit, and count
+    them in the report rollups.
 
     ``groups_order`` is the slugs in the order the boxes were shown; each signup stores it with
     its own position. The visit converts (and credits its sources) only when at least one new
@@ -192,8 +195,15 @@ def record_signup(
         )
         (added if inserted else existing).append(group_id)
     converted = False
+    changes = RollupChanges()
     if added and visit_id is not None:
-        converted = credit_conversion(session, visit_id, contact_id, now)
+        converted = credit_conversion(session, visit_id, contact_id, now, changes)
+    if added:
+        visit = rollup_visits.visit_facts(session, visit_id) if visit_id is not None else None
+        rollup_visits.record_signups(session, changes, visit=visit, group_ids=added, now=now)
+    if new_contact:
+        rollup_visits.count_new_people(changes, contacts=1, at=now)
+    changes.apply(session)  # last: rollup rows are locked after sends and variants
     return SignupResult(contact_id, new_contact, tuple(added), tuple(existing), converted)
 
 
@@ -211,7 +221,7 @@ def make_recruiter(session: so.Session, contact_id: int, now: datetime) -> Recru
             recruiter.active = True
             session.flush()
             return recruiter
-        insert_unless_exists(
+        if insert_unless_exists(
             session,
             Recruiter,
             {
@@ -220,7 +230,8 @@ def make_recruiter(session: so.Session, contact_id: int, now: datetime) -> Recru
                 "active": True,
                 "created_at": now,
             },
-        )
+        ):
+            rollup_visits.record_new_recruiter(session, now)
     raise RuntimeError("could not create a unique recruiter code")
 
 

@@ -7,10 +7,11 @@ a click within ``scanner_seconds_after_delivery`` of delivery, or clicks on
 ``scanner_burst_links`` distinct links of one message within ``scanner_burst_seconds``. The
 bandit's counters move when a send's first human open / first human click / spam report /
 unsubscribe appears (+1) or, after a reclassification, disappears (-1): once per send, in the
-caller's transaction. Send rows are locked in id order (PostgreSQL), so concurrent batches
-touching one send apply one after the other; the lock is FOR NO KEY UPDATE, which does not
-conflict with the key-share locks that inserting events (foreign key to sends) takes, so a batch
-still inserting cannot deadlock with one applying outcomes.
+caller's transaction. The report rollups of sent sends move with them, summed per bucket for the
+whole batch. Send rows are locked in id order (PostgreSQL), so concurrent batches touching one
+send apply one after the other; the lock is FOR NO KEY UPDATE, which does not conflict with the
+key-share locks that inserting events (foreign key to sends) takes, so a batch still inserting
+cannot deadlock with one applying outcomes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlalchemy.orm as so
 
 from engine import outcomes
 from engine.models import Event, Send
+from engine.reports import rollups
 from engine.settings import WebhookSettings
 from engine.suppressions import chunked
 from webhooks import native
@@ -117,6 +119,8 @@ def apply_outcomes(
         _reclassify_clicks(session, proposed, sorted(clicked | delivery_moved), settings)
     _write_sends(session, current, proposed)
     _credit_changes(session, current, proposed)
+    # Last: rollup rows are locked after the variants' (see engine.reports.rollups).
+    rollups.record_send_changes(session, current, proposed, native.decoder(dialect))
 
 
 def _column_of(event: ParsedEvent) -> str:
@@ -132,6 +136,8 @@ def lock_sends(session: so.Session, send_ids: Sequence[int]) -> dict[int, dict[s
         Send.id,
         Send.mailing_id,
         Send.x_message_id,
+        Send.status,
+        sa.type_coerce(Send.sent_at, native.RAW).label("sent_at"),
         *(getattr(Send, c) for c in _VARIANT_COLUMNS),
         *(sa.type_coerce(getattr(Send, c), native.RAW).label(c) for c in OUTCOME_COLUMNS),
     ]

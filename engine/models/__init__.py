@@ -15,6 +15,14 @@ from engine.models.experiments import (
     Variant,
 )
 from engine.models.mail import Mailing, Send, Suppression
+from engine.models.rollups import (
+    GroupFlowRollup,
+    GroupRollup,
+    LadderRollup,
+    RecruiterRollup,
+    SendRollup,
+    VisitRollup,
+)
 
 __all__ = [
     "DECISION_KINDS",
@@ -31,15 +39,21 @@ __all__ = [
     "Event",
     "Experiment",
     "Group",
+    "GroupFlowRollup",
+    "GroupRollup",
+    "LadderRollup",
     "Mailing",
     "QuarantinedEvent",
     "Recruiter",
+    "RecruiterRollup",
     "Send",
+    "SendRollup",
     "Signup",
     "Suppression",
     "User",
     "Variant",
     "Visit",
+    "VisitRollup",
     "WebhookBatch",
     "utcnow",
 ]

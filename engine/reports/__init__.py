@@ -1,10 +1,32 @@
 """Analysts' reports: experiments, funnel, reciprocity, recruiters, policy areas.
 
-Every number is computed from stored rows by set-based SQL (GROUP BY); Python only reshapes the
-aggregated rows and runs the pure statistics. Each report returns
-:class:`~engine.reports.tables.Table` objects, so the HTML page, the JSON document and the CSV
-download show the same numbers.
-Reports hold aggregates only: recruiters appear by referral code, never by email address.
+Each report returns :class:`~engine.reports.tables.Table` objects, so the HTML page, the JSON
+document and the CSV download show the same numbers. Reports hold aggregates only: recruiters
+appear by referral code, never by email address.
+
+Where the numbers come from. The reports read small rollup tables (:mod:`engine.models.rollups`)
+instead of scanning sends, visits, signups and contacts; every rollup counter can be recomputed
+from the stored rows (:func:`engine.reports.rebuild.rebuild_rollups`, ``resistry reports
+rebuild-rollups``), and each write point updates them in the same transaction as the rows
+(:mod:`engine.reports.rollups`, :mod:`engine.reports.rollup_visits`). Their meaning:
+
+- Cohorts. Sends are bucketed by the UTC hour they went out, landing visits by the UTC hour of
+  the visit. An outcome (delivery, open, click, visit, signup, unsubscribe, spam report) is
+  credited to its send's or visit's bucket whenever it arrives, so the rate of any bucket, day
+  or range is an honest cohort rate; recent cohorts are still filling in. A date range keeps the
+  trials made in it. Cumulative conversion charts add successes up by the day of their trial.
+- Epochs. An experiment's report counts the buckets that start at or after its latest restart;
+  the hour the restart fell in mixes both epochs and is left out (unless the restart was exactly
+  on the hour).
+- Sample ratio. Allocation periods start at snapshot instants; an hour bucket belongs to the
+  period it lies in, and an hour a boundary cuts in two is left out of the chi-square tests.
+- Groups. A visitor counts once per group, on the day of their first visit from it; a contact is
+  generated on the day of their first visit from the group that led to a signup; signups
+  (contacts received, cross-group flow) count on the day they were made. A range thus shows
+  what a group brought for the first time in it.
+- Recruiters. A visit through a recruiter's link counts on its day; a friend once per recruiter,
+  on the day of their first signup through the link. The ladder adds contacts and recruiters up
+  by the day they were created.
 """
 
 from __future__ import annotations
@@ -49,6 +71,15 @@ class DateRange:
             conditions.append(column >= self.start_at)
         if self.stop_at is not None:
             conditions.append(column < self.stop_at)
+        return conditions
+
+    def day_clauses(self, column: sa.ColumnElement[date]) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions that keep a date ``column`` inside the range (empty when unbounded)."""
+        conditions: list[sa.ColumnElement[bool]] = []
+        if self.start is not None:
+            conditions.append(column >= self.start)
+        if self.end is not None:
+            conditions.append(column <= self.end)
         return conditions
 
     def as_json(self) -> dict[str, str | None]:

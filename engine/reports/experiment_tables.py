@@ -197,7 +197,7 @@ def allocation_table(snapshots: list[Any], keys: dict[int, str], date_range: Dat
 
 
 def cumulative_table(daily: dict[tuple[str, int], int], keys: dict[int, str]) -> Table:
-    """Successes per variant per UTC day of the success, with the running total."""
+    """Successes per variant per cohort day (the UTC day of the trial), with the running total."""
     running: dict[int, int] = {}
     rows = []
     for (day, variant_id), count in sorted(daily.items()):
@@ -211,12 +211,19 @@ def cumulative_table(daily: dict[tuple[str, int], int], keys: dict[int, str]) ->
             }
         )
     columns = [
-        Column("day", "Day (UTC)"),
+        Column("day", "Cohort day (UTC)"),
         Column("variant", "Variant"),
-        Column("conversions", "Successes that day", "int"),
+        Column("conversions", "Successes of that day's trials", "int"),
         Column("cumulative", "Cumulative", "int"),
     ]
-    return Table("cumulative", "Cumulative successes per variant", columns, rows)
+    return Table(
+        "cumulative",
+        "Cumulative successes per variant, by cohort day",
+        columns,
+        rows,
+        note="A success counts on the day of its trial (the send went out, the visit happened), "
+        "not the day it arrived: recent days are still filling in as late conversions arrive.",
+    )
 
 
 def _in_range(at: datetime, date_range: DateRange) -> bool:

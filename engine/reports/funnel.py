@@ -1,11 +1,12 @@
 """The funnel: delivered → human open → click → visit → signup → groups ticked.
 
-Counted per send cohort (sends with status ``sent`` whose ``sent_at`` is in the range), per
-mailing and per email variant, each step with its share of the step before. One grouped scan of
-the sends (joined to their visits and ticked groups, reduced per send first) groups by mailing
-and variant combination; Python then only adds those few aggregated rows up by mailing and by
-variant.
-A landing table does the same for visits → signups → groups ticked per landing variant.
+Counted per send cohort (sends with status ``sent`` whose hour sent is in the range, with every
+outcome they reached whenever it arrived), per mailing and per email variant, each step with its
+share of the step before. The counts come from the send rollups, one row per mailing, variant
+combination and hour (:class:`~engine.models.SendRollup`); Python only adds those few rows up by
+mailing and by variant.
+A landing table does the same for visits → signups → groups ticked per landing variant, per
+visit cohort (:class:`~engine.models.VisitRollup`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine.models import Experiment, Mailing, Send, Signup, Variant, Visit
+from engine.models import Experiment, Mailing, SendRollup, Variant, VisitRollup
+from engine.models.rollups import NO_VARIANT
 from engine.reports import DateRange
-from engine.reports.sql import tune_for_reports
 from engine.reports.tables import Column, Table, ratio
 
 STEPS = (
@@ -55,7 +56,6 @@ class FunnelReport:
 def funnel_report(session: so.Session, date_range: DateRange | None = None) -> FunnelReport:
     """Build the funnel over sends sent in ``date_range`` (default: all time)."""
     date_range = date_range or DateRange()
-    tune_for_reports(session)
     combos = _combination_counts(session, date_range)
     mailing_keys = dict(session.execute(sa.select(Mailing.id, Mailing.key)).all())
     variant_labels = {
@@ -150,45 +150,36 @@ def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
     return row
 
 
-def _send_filters(date_range: DateRange) -> list[sa.ColumnElement[bool]]:
-    return [Send.status == "sent", *date_range.clauses(Send.sent_at)]
+# Funnel step → send rollup counter.
+_STEP_COUNTERS = {
+    "sent": SendRollup.sent,
+    "delivered": SendRollup.delivered,
+    "human_opens": SendRollup.human_opens,
+    "clicks": SendRollup.human_clicks,
+    "visits": SendRollup.visited,
+    "signups": SendRollup.signups,
+    "groups_ticked": SendRollup.groups_ticked,
+}
 
 
 def _combination_counts(
     session: so.Session, date_range: DateRange
 ) -> dict[tuple[Any, ...], dict[str, int]]:
-    """Step counts per (mailing, subject, body, share variant) combination, in one scan of sends.
-
-    Visits and ticked groups are first reduced to one row per send (few: only sends that were
-    clicked), then joined to the sends, so the large table is read once.
-    """
-    per_send = (
-        sa.select(Visit.send_id, sa.func.count(Signup.id).label("ticked"))
-        .outerjoin(Signup, Signup.visit_id == Visit.id)
-        .where(Visit.send_id.is_not(None))
-        .group_by(Visit.send_id)
-        .subquery()
-    )
-    keys = [getattr(Send, name) for name in KEYS]
+    """Step counts per (mailing, subject, body, share variant) combination (``None``: no
+    variant of that kind), from the send rollups of the range."""
+    keys = [getattr(SendRollup, name) for name in KEYS]
     statement = (
-        sa.select(
-            *keys,
-            sa.func.count().label("sent"),
-            sa.func.count(Send.delivered_at).label("delivered"),
-            sa.func.count(Send.first_open_at).label("human_opens"),
-            sa.func.count(Send.first_click_at).label("clicks"),
-            sa.func.count(per_send.c.send_id).label("visits"),
-            sa.func.count(Send.converted_at).label("signups"),
-            sa.func.coalesce(sa.func.sum(per_send.c.ticked), 0).label("groups_ticked"),
-        )
-        .outerjoin(per_send, per_send.c.send_id == Send.id)
-        .where(*_send_filters(date_range))
+        sa.select(*keys, *(sa.func.sum(c).label(step) for step, c in _STEP_COUNTERS.items()))
+        .where(*date_range.clauses(SendRollup.sent_hour))
         .group_by(*keys)
     )
     return {
-        # int(): PostgreSQL's sum() is a NUMERIC (Decimal), which is not a JSON number.
-        tuple(row[name] for name in KEYS): {k: int(v) for k, v in row.items() if k not in KEYS}
-        for row in session.execute(statement).mappings()
+        tuple(None if value == NO_VARIANT else value for value in row[: len(KEYS)]): {
+            # int(): PostgreSQL's sum() is a NUMERIC (Decimal), which is not a JSON number.
+            step: int(value)
+            for step, value in zip(_STEP_COUNTERS, row[len(KEYS) :], strict=True)
+        }
+        for row in session.execute(statement)
     }
 
 
@@ -206,21 +197,18 @@ def _sum_by(
 def _landing_table(
     session: so.Session, date_range: DateRange, labels: dict[int, tuple[str, str, str]]
 ) -> Table:
-    filters = [Visit.landing_variant_id.is_not(None), *date_range.clauses(Visit.created_at)]
-    visits = session.execute(
-        sa.select(Visit.landing_variant_id, sa.func.count(), sa.func.count(Visit.converted_at))
-        .where(*filters)
-        .group_by(Visit.landing_variant_id)
+    totals = session.execute(
+        sa.select(
+            VisitRollup.landing_variant_id,
+            sa.func.sum(VisitRollup.visits),
+            sa.func.sum(VisitRollup.signups),
+            sa.func.sum(VisitRollup.groups_ticked),
+        )
+        .where(*date_range.clauses(VisitRollup.visit_hour))
+        .group_by(VisitRollup.landing_variant_id)
     ).all()
-    ticked = dict(
-        session.execute(
-            sa.select(Visit.landing_variant_id, sa.func.count())
-            .select_from(Signup)
-            .join(Visit, Visit.id == Signup.visit_id)
-            .where(*filters)
-            .group_by(Visit.landing_variant_id)
-        ).all()
-    )
+    visits = [(variant_id, int(n), int(signups)) for variant_id, n, signups, _ in totals]
+    ticked = {variant_id: int(count) for variant_id, _, _, count in totals}
     rows = []
     for variant_id, visit_count, signups in sorted(visits, key=lambda r: labels[r[0]]):
         experiment_key, _, variant_key = labels[variant_id]
@@ -280,7 +268,8 @@ def _steps_table(total: dict[str, Any]) -> Table:
             Column("drop_rate", "Drop rate", "rate"),
         ],
         rows,
-        note="Counts are sends reaching each step; groups ticked counts signup rows.",
+        note="Counts are sends of the range reaching each step, whenever they reached it; groups "
+        "ticked counts signup rows.",
     )
 
 

@@ -1,7 +1,8 @@
 """How messaging tagged with each policy area converts, across experiments.
 
 Each experiment's trials and successes are counted as in the experiment report (sends with status
-``sent`` for email kinds, visits for landing pages) over every epoch, then pooled per policy area
+``sent`` for email kinds, visits for landing pages, read from the rollups by the hour of the
+trial) over every epoch, then pooled per policy area
 (``Experiment.policy_areas``) and metric: rates of different metrics are never mixed. The pooled
 rate carries a 95% credible interval under a Beta(1, 1) prior.
 """
@@ -16,17 +17,17 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine import stats
-from engine.models import Experiment, Send, Variant, Visit
+from engine.models import Experiment, SendRollup, Variant, VisitRollup
+from engine.models.rollups import NO_VARIANT
 from engine.reports import DateRange
-from engine.reports.sql import tune_for_reports
 from engine.reports.tables import Column, Table, ratio, sig
 
 UNTAGGED = "(untagged)"
-# Send outcome column counted as a success for each metric.
-SUCCESS_COLUMNS = {
-    "open": Send.first_open_at,
-    "click": Send.first_click_at,
-    "signup": Send.converted_at,
+# Send rollup counter of the successes of each metric.
+SUCCESS_COUNTERS = {
+    "open": SendRollup.human_opens,
+    "click": SendRollup.human_clicks,
+    "signup": SendRollup.signups,
 }
 
 
@@ -51,31 +52,38 @@ def policy_area_report(
 ) -> PolicyAreaReport:
     """Pool trials and successes by policy area and metric over ``date_range`` (default: all)."""
     date_range = date_range or DateRange()
-    tune_for_reports(session)
     experiments = list(session.scalars(sa.select(Experiment).order_by(Experiment.key)))
     experiment_of = dict(session.execute(sa.select(Variant.id, Variant.experiment_id)).all())
     by_metric = {e.id: e.metric for e in experiments}
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # experiment id → trials, successes
-    columns = (Send.subject_variant_id, Send.body_variant_id, Send.share_variant_id)
-    outcomes = [sa.func.count(column).label(metric) for metric, column in SUCCESS_COLUMNS.items()]
+    columns = (
+        SendRollup.subject_variant_id,
+        SendRollup.body_variant_id,
+        SendRollup.share_variant_id,
+    )
+    outcomes = [sa.func.sum(counter).label(metric) for metric, counter in SUCCESS_COUNTERS.items()]
     for row in session.execute(
-        sa.select(*columns, sa.func.count().label("trials"), *outcomes)
-        .where(Send.status == "sent", *date_range.clauses(Send.sent_at))
+        sa.select(*columns, sa.func.sum(SendRollup.sent).label("trials"), *outcomes)
+        .where(*date_range.clauses(SendRollup.sent_hour))
         .group_by(*columns)
     ).mappings():
         for column in columns:
             variant_id = row[column.key]
-            if variant_id is not None:
+            if variant_id != NO_VARIANT:
                 experiment_id = experiment_of[variant_id]
-                counts[experiment_id][0] += row["trials"]
-                counts[experiment_id][1] += row[by_metric[experiment_id]]
+                counts[experiment_id][0] += int(row["trials"])
+                counts[experiment_id][1] += int(row[by_metric[experiment_id]])
     for variant_id, visits, signups in session.execute(
-        sa.select(Visit.landing_variant_id, sa.func.count(), sa.func.count(Visit.converted_at))
-        .where(Visit.landing_variant_id.is_not(None), *date_range.clauses(Visit.created_at))
-        .group_by(Visit.landing_variant_id)
+        sa.select(
+            VisitRollup.landing_variant_id,
+            sa.func.sum(VisitRollup.visits),
+            sa.func.sum(VisitRollup.signups),
+        )
+        .where(*date_range.clauses(VisitRollup.visit_hour))
+        .group_by(VisitRollup.landing_variant_id)
     ):
-        counts[experiment_of[variant_id]][0] += visits
-        counts[experiment_of[variant_id]][1] += signups
+        counts[experiment_of[variant_id]][0] += int(visits)
+        counts[experiment_of[variant_id]][1] += int(signups)
 
     experiment_rows = []
     pooled: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])

@@ -6,6 +6,12 @@ rests on a group receiving more than it sends. Earned visibility follows the lan
 without its noise: score = max(floor, contacts generated so far), as a share of the active
 groups' scores (variants.visibility holds the page's own formula).
 The cross-group flow counts, for the visitors each group sent, the signups for every group.
+
+The numbers come from the daily group rollups (:class:`~engine.models.GroupRollup`,
+:class:`~engine.models.GroupFlowRollup`). A visitor counts once per group, on the UTC day of
+their first visit from it, and a contact on the day of their first visit from it that led to a
+signup; so a range counts the visitors and contacts a group brought *for the first time* in it.
+Signups (received, flow) count on the day they were made.
 """
 
 from __future__ import annotations
@@ -18,14 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine.models import Group, Signup, Visit
+from engine.models import Group, GroupFlowRollup, GroupRollup
 from engine.reports import DateRange
-from engine.reports.sql import timeline_days, tune_for_reports, utc_day
+from engine.reports.sql import timeline_days
 from engine.reports.tables import Column, Table, ratio, sig
-
-# As the landing page counts them: a visit generates a contact only if it stored a signup row
-# (a returning person whose signup added no new group is not generated twice).
-_LED_TO_SIGNUP = sa.exists().where(Signup.visit_id == Visit.id)
 
 
 @dataclass
@@ -52,22 +54,27 @@ def reciprocity_report(
     """Build the ledger over ``date_range`` (default: all time); visibility uses all history
     up to the end of the range, as the landing page does."""
     date_range = date_range or DateRange()
-    tune_for_reports(session)
     groups = session.execute(
         sa.select(Group.id, Group.slug, Group.name, Group.active).order_by(Group.name, Group.id)
     ).all()
     slugs = {group_id: slug for group_id, slug, _, _ in groups}
     active = [group_id for group_id, _, _, is_active in groups if is_active]
-    in_range = [Visit.source_group_id.is_not(None), *date_range.clauses(Visit.created_at)]
-    visitors_sent = _distinct_per_group(session, Visit.visitor_id, in_range)
-    generated = _distinct_per_group(session, Visit.contact_id, [*in_range, _LED_TO_SIGNUP])
-    received = dict(
-        session.execute(
-            sa.select(Signup.group_id, sa.func.count())
-            .where(*date_range.clauses(Signup.created_at))
-            .group_by(Signup.group_id)
-        ).all()
-    )
+    ledger_totals = {
+        group_id: (int(sent), int(made), int(got))
+        for group_id, sent, made, got in session.execute(
+            sa.select(
+                GroupRollup.group_id,
+                sa.func.sum(GroupRollup.visitors_sent),
+                sa.func.sum(GroupRollup.contacts_generated),
+                sa.func.sum(GroupRollup.contacts_received),
+            )
+            .where(*date_range.day_clauses(GroupRollup.day))
+            .group_by(GroupRollup.group_id)
+        )
+    }
+    visitors_sent = {group_id: totals[0] for group_id, totals in ledger_totals.items()}
+    generated = {group_id: totals[1] for group_id, totals in ledger_totals.items()}
+    received = {group_id: totals[2] for group_id, totals in ledger_totals.items()}
     timeline = _visibility_timeline(session, date_range, list(slugs), active, visibility_floor)
     final_share = timeline[-1][1] if timeline else {}
     ledger_rows = []
@@ -98,8 +105,10 @@ def reciprocity_report(
             Column("visibility_share", "Visibility earned (share)", "rate"),
         ],
         ledger_rows,
-        note=f"Visibility share = max({visibility_floor}, contacts generated to date) over the "
-        "sum for all groups: the landing page's ordering before its random noise.",
+        note="Visitors and contacts count on the day the group first brought them; signups on "
+        f"the day they were made. Visibility share = max({visibility_floor}, contacts generated "
+        "to date) over the sum for all groups: the landing page's ordering before its random "
+        "noise.",
     )
     flow, diversification = _flow_tables(session, date_range, slugs)
     visibility_rows = [
@@ -128,37 +137,22 @@ def reciprocity_report(
     return ReciprocityReport(date_range, ledger, flow, diversification, visibility)
 
 
-def _distinct_per_group(
-    session: so.Session, column: sa.ColumnElement[Any], filters: list[sa.ColumnElement[bool]]
-) -> dict[int, int]:
-    """Distinct non-null ``column`` values per source group.
-
-    Grouping twice (by group and value, then by group) lets PostgreSQL hash instead of sorting
-    every row as ``count(DISTINCT …)`` does.
-    """
-    pairs = (
-        sa.select(Visit.source_group_id.label("group_id"), column.label("value"))
-        .where(*filters, column.is_not(None))
-        .group_by(Visit.source_group_id, column)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(pairs.c.group_id, sa.func.count()).group_by(pairs.c.group_id)
-    ).all()
-    return {group_id: count for group_id, count in rows}
-
-
 def _flow_tables(
     session: so.Session, date_range: DateRange, slugs: dict[int, str]
 ) -> tuple[Table, Table]:
     """Signups by the group that sent the visitor and the group they joined."""
-    cells = session.execute(
-        sa.select(Visit.source_group_id, Signup.group_id, sa.func.count())
-        .select_from(Signup)
-        .join(Visit, Visit.id == Signup.visit_id)
-        .where(Visit.source_group_id.is_not(None), *date_range.clauses(Signup.created_at))
-        .group_by(Visit.source_group_id, Signup.group_id)
-    ).all()
+    cells = [
+        (source, joined, int(count))
+        for source, joined, count in session.execute(
+            sa.select(
+                GroupFlowRollup.source_group_id,
+                GroupFlowRollup.joined_group_id,
+                sa.func.sum(GroupFlowRollup.signups),
+            )
+            .where(*date_range.day_clauses(GroupFlowRollup.day))
+            .group_by(GroupFlowRollup.source_group_id, GroupFlowRollup.joined_group_id)
+        )
+    ]
     flow_rows = [
         {"source_group": slugs[source], "joined_group": slugs[joined], "signups": count}
         for source, joined, count in sorted(cells, key=lambda c: (slugs[c[0]], slugs[c[1]]))
@@ -213,36 +207,19 @@ def _visibility_timeline(
 
     Only active groups are listed on the landing page, so only they share the visibility.
     """
-    # A contact is generated on the day of the visit, as the ledger counts visits by their day.
-    stop = [Visit.created_at < date_range.stop_at] if date_range.stop_at else []
-    # Each contact once per group, on the day of its first visit from that group.
-    firsts = (
-        sa.select(
-            Visit.source_group_id.label("group_id"),
-            sa.func.min(Visit.created_at).label("first_at"),
-        )
-        .where(Visit.source_group_id.is_not(None), _LED_TO_SIGNUP, *stop)
-        .group_by(Visit.source_group_id, Visit.contact_id)
-        .subquery()
-    )
-    generated_day = utc_day(session, firsts.c.first_at)
-    generated = session.execute(
-        sa.select(firsts.c.group_id, generated_day, sa.func.count()).group_by(
-            firsts.c.group_id, generated_day
-        )
-    ).all()
-    received_day = utc_day(session, Signup.created_at)
-    received_stop = [Signup.created_at < date_range.stop_at] if date_range.stop_at else []
-    received = session.execute(
-        sa.select(Signup.group_id, received_day, sa.func.count())
-        .where(*received_stop)
-        .group_by(Signup.group_id, received_day)
-    ).all()
+    # Each contact once per group, on the day of its first visit from that group (rollups).
+    upto = [GroupRollup.day <= date_range.end] if date_range.end else []
     daily: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for group_id, day, count in generated:
-        daily[day][group_id][0] += count
-    for group_id, day, count in received:
-        daily[day][group_id][1] += count
+    for group_id, day, made, got in session.execute(
+        sa.select(
+            GroupRollup.group_id,
+            GroupRollup.day,
+            GroupRollup.contacts_generated,
+            GroupRollup.contacts_received,
+        ).where(*upto)
+    ):
+        daily[day.isoformat()][group_id][0] += made
+        daily[day.isoformat()][group_id][1] += got
     if not daily and not (date_range.start and date_range.end):
         return []
     first = date_range.start or date.fromisoformat(min(daily))

@@ -1,9 +1,14 @@
 """Recruiters: the leaderboard by friends recruited, and the engagement ladder over time.
 
 A friend is a contact who signed up during a visit that carried the recruiter's link
-(``Visit.recruiter_id``). Recruiters are named by referral code only, never by email. The ladder
-counts, at the end of each day: contacts → recruiters → active recruiters (at least one friend)
-→ leaders (at least ``leader_min_friends`` friends), each cumulative from the first row.
+(``Visit.recruiter_id``), counted once per recruiter, on the UTC day of their first such signup.
+Recruiters are named by referral code only, never by email. The ladder counts, at the end of each
+day: contacts → recruiters → active recruiters (at least one friend) → leaders (at least
+``leader_min_friends`` friends), each cumulative from the first row.
+
+The numbers come from the daily rollups (:class:`~engine.models.RecruiterRollup`: visits and new
+friends per recruiter and day; :class:`~engine.models.LadderRollup`: contacts and recruiters
+created per day). A range counts the visits made in it and the friends first recruited in it.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine.models import Contact, Recruiter, Visit
+from engine.models import LadderRollup, Recruiter, RecruiterRollup
 from engine.reports import DateRange
-from engine.reports.sql import timeline_days, tune_for_reports, utc_day
+from engine.reports.sql import timeline_days
 from engine.reports.tables import Column, Table, iso, ratio
 
 LADDER = ("contacts", "recruiters", "active_recruiters", "leaders")
@@ -56,7 +61,6 @@ def recruiter_report(
     if limit < 1 or leader_min_friends < 1:
         raise ValueError("limit and leader_min_friends must be ≥ 1")
     date_range = date_range or DateRange()
-    tune_for_reports(session)
     return RecruiterReport(
         date_range,
         leader_min_friends,
@@ -66,14 +70,26 @@ def recruiter_report(
 
 
 def _leaderboard(session: so.Session, date_range: DateRange, limit: int, leader_min: int) -> Table:
-    friends = sa.func.count(sa.distinct(Visit.contact_id)).label("friends")
-    visits = sa.func.count(Visit.id).label("visits")
+    totals = (
+        sa.select(
+            RecruiterRollup.recruiter_id,
+            sa.func.sum(RecruiterRollup.friends).label("friends"),
+            sa.func.sum(RecruiterRollup.visits).label("visits"),
+        )
+        .where(*date_range.day_clauses(RecruiterRollup.day))
+        .group_by(RecruiterRollup.recruiter_id)
+        .subquery()
+    )
     rows = session.execute(
-        sa.select(Recruiter.code, Recruiter.active, Recruiter.created_at, friends, visits)
-        .join(Visit, Visit.recruiter_id == Recruiter.id)
-        .where(*date_range.clauses(Visit.created_at))
-        .group_by(Recruiter.id, Recruiter.code, Recruiter.active, Recruiter.created_at)
-        .order_by(friends.desc(), visits.desc(), Recruiter.code)
+        sa.select(
+            Recruiter.code,
+            Recruiter.active,
+            Recruiter.created_at,
+            totals.c.friends,
+            totals.c.visits,
+        )
+        .join(totals, totals.c.recruiter_id == Recruiter.id)
+        .order_by(totals.c.friends.desc(), totals.c.visits.desc(), Recruiter.code)
         .limit(limit)
     ).all()
     return Table(
@@ -93,8 +109,8 @@ def _leaderboard(session: so.Session, date_range: DateRange, limit: int, leader_
             {
                 "rank": rank,
                 "code": code,
-                "friends": friend_count,
-                "visits": visit_count,
+                "friends": int(friend_count),
+                "visits": int(visit_count),
                 "friends_per_visit": ratio(friend_count, visit_count),
                 "leader": friend_count >= leader_min,
                 "active": active,
@@ -108,42 +124,27 @@ def _leaderboard(session: so.Session, date_range: DateRange, limit: int, leader_
 
 
 def _ladder(session: so.Session, date_range: DateRange, leader_min: int) -> Table:
-    stop = date_range.stop_at
+    upto = DateRange(None, date_range.end)
     daily: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(LADDER, 0))
-    for model, rung in ((Contact, "contacts"), (Recruiter, "recruiters")):
-        day = utc_day(session, model.created_at)
-        statement = sa.select(day, sa.func.count()).group_by(day)
-        if stop is not None:
-            statement = statement.where(model.created_at < stop)
-        for on_day, count in session.execute(statement):
-            daily[on_day][rung] += count
-    # Each friend once per recruiter, at their first signup; the 1st and Nth mark the rungs.
-    friends = (
-        sa.select(Visit.recruiter_id, sa.func.min(Visit.converted_at).label("at"))
-        .where(Visit.recruiter_id.is_not(None), Visit.contact_id.is_not(None))
-        .group_by(Visit.recruiter_id, Visit.contact_id)
-    )
-    if stop is not None:
-        friends = friends.where(Visit.converted_at < stop)
-    friends_subquery = friends.subquery()
-    ranked = sa.select(
-        friends_subquery.c.at,
-        sa.func.row_number()
-        .over(partition_by=friends_subquery.c.recruiter_id, order_by=friends_subquery.c.at)
-        .label("n"),
-    ).subquery()
-    day = utc_day(session, ranked.c.at)
-    for on_day, active, leaders in session.execute(
-        sa.select(
-            day,
-            sa.func.count().filter(ranked.c.n == 1),
-            sa.func.count().filter(ranked.c.n == leader_min),
+    for day, contacts, recruiters in session.execute(
+        sa.select(LadderRollup.day, LadderRollup.contacts, LadderRollup.recruiters).where(
+            *upto.day_clauses(LadderRollup.day)
         )
-        .where(ranked.c.n.in_({1, leader_min}))
-        .group_by(day)
     ):
-        daily[on_day]["active_recruiters"] += active
-        daily[on_day]["leaders"] += leaders
+        daily[day.isoformat()]["contacts"] += contacts
+        daily[day.isoformat()]["recruiters"] += recruiters
+    # A recruiter becomes active on the day of their first friend, a leader on the day of their
+    # leader_min-th: follow each recruiter's running count of friends.
+    running: dict[int, int] = {}
+    for recruiter_id, day, friends in session.execute(
+        sa.select(RecruiterRollup.recruiter_id, RecruiterRollup.day, RecruiterRollup.friends)
+        .where(RecruiterRollup.friends != 0, *upto.day_clauses(RecruiterRollup.day))
+        .order_by(RecruiterRollup.recruiter_id, RecruiterRollup.day)
+    ):
+        before = running.get(recruiter_id, 0)
+        running[recruiter_id] = after = before + friends
+        daily[day.isoformat()]["active_recruiters"] += (after >= 1) - (before >= 1)
+        daily[day.isoformat()]["leaders"] += (after >= leader_min) - (before >= leader_min)
     rows: list[dict[str, Any]] = []
     if daily or (date_range.start and date_range.end):
         first = date_range.start or date.fromisoformat(min(daily))

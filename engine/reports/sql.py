@@ -1,21 +1,12 @@
-"""SQL building blocks shared by the reports: UTC days, time buckets, periods between instants."""
+"""SQL building blocks shared by the reports: UTC days and hours, timelines."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-
-
-def utc_day(session: so.Session, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
-    """The UTC calendar day of ``column`` as ``YYYY-MM-DD`` text, on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        # A timestamptz's date depends on the session time zone; pin it to UTC.
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    # SQLite stores UTC datetimes as naive ISO text (see engine.models.base.UTCDateTime).
-    return sa.func.substr(column, 1, 10)
 
 
 def tune_for_reports(session: so.Session) -> None:
@@ -29,34 +20,6 @@ def tune_for_reports(session: so.Session) -> None:
         session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
 
 
-def period_index(
-    session: so.Session, column: sa.ColumnElement[datetime], boundaries: Sequence[datetime]
-) -> sa.ColumnElement[int]:
-    """SQL for the number of ``boundaries`` (sorted) that are ≤ ``column``: 0 … len(boundaries).
-
-    PostgreSQL's ``width_bucket`` does a binary search in C; elsewhere a balanced tree of CASE
-    expressions does the same, so each row costs log2(len) comparisons in one scan instead of
-    one correlated lookup per row.
-    """
-    if not boundaries:
-        return sa.literal(0, sa.Integer)
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        thresholds = postgresql.array([sa.literal(b, column.type) for b in boundaries])
-        return sa.func.width_bucket(column, thresholds, type_=sa.Integer)
-
-    def build(low: int, high: int) -> sa.ColumnElement[int]:
-        if low == high:
-            return sa.literal(low, sa.Integer)
-        middle = (low + high) // 2
-        return sa.case(
-            (column < boundaries[middle], build(low, middle)), else_=build(middle + 1, high)
-        )
-
-    return build(0, len(boundaries))
-
-
 def day_span(first: date, last: date) -> list[date]:
     """Every day from ``first`` to ``last`` inclusive (empty when ``last`` < ``first``)."""
     return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
@@ -68,3 +31,19 @@ def timeline_days(first: date, last: date, daily_up_to: int = 92) -> list[date]:
     if len(days) > daily_up_to:
         days = days[::7] + ([] if (len(days) - 1) % 7 == 0 else [days[-1]])
     return days
+
+
+def hour_bucket(session: so.Session, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[Any]:
+    """SQL for the UTC hour holding ``column``, stored as the rollups store it (see
+    :func:`engine.reports.rollups.hour_of`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.timezone("UTC", sa.func.date_trunc("hour", sa.func.timezone("UTC", column)))
+    # SQLite's UTC datetimes are "YYYY-MM-DD HH:MM:SS.ffffff" text: keep the hour, zero the rest.
+    return sa.func.substr(column, 1, 13).concat(":00:00.000000")
+
+
+def day_bucket(session: so.Session, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[Any]:
+    """SQL for the UTC day of ``column`` as a date (SQLite: ``YYYY-MM-DD`` text, as dates are)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.substr(column, 1, 10)

@@ -58,11 +58,15 @@ def srm_table(
     periods: list[SrmPeriod],
     period_trials: Mapping[tuple[int, int], int],
     keys: Mapping[int, str],
+    *,
+    cut_by_boundaries: int = 0,
 ) -> tuple[Table, bool]:
     """One row per period with trials; returns the table and whether any period is flagged.
 
-    ``period_trials[(p, variant_id)]`` counts trials assigned in period ``p`` (1-based, as
-    :func:`engine.reports.sql.period_index` numbers them; 0 is before the first snapshot).
+    ``period_trials[(p, variant_id)]`` counts trials assigned in period ``p`` (1-based: the
+    number of period starts at or before the trial; 0 is before the first snapshot).
+    ``cut_by_boundaries`` trials fell in hour buckets a period boundary cuts in two: they are
+    in no period, and the note says how many.
     """
     from scipy.stats import chisquare
 
@@ -123,11 +127,14 @@ def srm_table(
         row.update(chi_square=chi_square, p_value=p_value, mismatch=mismatch, note=note)
         any_mismatch = any_mismatch or mismatch
         rows.append(row)
+    note = (
+        "Trials are placed in periods by the hour they were made (sends: hour sent; visits: "
+        "hour of the visit). Trials before the first allocation snapshot have no known weights, "
+        "and an hour in which the weights changed mixes two splits: neither is tested."
+    )
+    if cut_by_boundaries:
+        note += f" Trials in such mixed hours: {cut_by_boundaries}."
     table = Table(
-        "srm",
-        "Sample ratio check (per period of constant weights)",
-        columns,
-        rows,
-        note="Trials before the first allocation snapshot have no known weights: not tested.",
+        "srm", "Sample ratio check (per period of constant weights)", columns, rows, note=note
     )
     return table, any_mismatch

@@ -158,7 +158,7 @@ def experiment_page(experiment_id: int) -> ResponseReturnValue:
             x_key="day",
             series_key="variant",
             y_key="cumulative",
-            title=f"Cumulative {metric}s per variant",
+            title=f"Cumulative {metric}s per variant, by day of the trial",
             y_label=f"{metric}s (cumulative)",
         ),
     }

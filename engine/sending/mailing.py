@@ -3,7 +3,7 @@ it cannot.
 
 A send row is unique per (mailing, recruiter) and moves ``planned → sending → sent | failed``.
 Each request's sends are committed as ``sending`` *before* the HTTP call; the answer moves them to
-``sent`` (with SendGrid's ``X-Message-Id`` and one trial per variant, in the same transaction) or
+``sent`` (with SendGrid's ``X-Message-Id``, trials and report rollups, in the same transaction) or
 ``failed`` (with the reason). A crash between the two leaves ``sending`` rows: SendGrid may or may
 not have them, so they are reported as "unknown, not retried" and never sent again (at most
 once). Re-running a mailing sends only ``planned`` rows, claimed by a conditional UPDATE so two
@@ -33,6 +33,7 @@ import sqlalchemy.orm as so
 from engine import outcomes, suppressions
 from engine.models import Mailing, utcnow
 from engine.recruiters import RecruiterCounts, recruiter_counts
+from engine.reports import rollups
 from engine.sending import records
 from engine.sending.client import PostResult, SendGridAuthError
 from engine.sending.composer import Arm, ComposedRequest, Composer, Recipient, Renderers
@@ -282,15 +283,9 @@ def _record(
         session.commit()
         raise MailingError(str(exc)) from None
     if result.outcome == "accepted":
-        sent = records.move(
-            session,
-            ids,
-            from_status="sending",
-            to_status="sent",
-            x_message_id=result.x_message_id,
-            sent_at=clock(),
-        )
+        sent = records.mark_sent(session, ids, x_message_id=result.x_message_id, sent_at=clock())
         outcomes.add_trials(session, {vid: n * len(sent) for vid, n in outgoing.trials.items()})
+        rollups.record_sent(session, sent)
         report.sent += len(sent)
     elif result.outcome == "rate_limited":
         records.move(session, ids, from_status="sending", to_status="planned")

@@ -16,6 +16,7 @@ import sqlalchemy.orm as so
 
 from engine import suppressions
 from engine.models import Contact, Experiment, Mailing, Recruiter, Send, Suppression, Variant
+from engine.reports import rollups
 from engine.sending.composer import Arm
 from engine.sending.planner import Plan, arm_of, summarize
 
@@ -121,6 +122,29 @@ def move(
             .values(status=to_status, error=error, **values)
             .returning(Send.id)
         )
+    return moved
+
+
+def mark_sent(
+    session: so.Session, ids: Sequence[int], *, x_message_id: str | None, sent_at: datetime
+) -> list[dict[str, Any]]:
+    """Move sends ``sending → sent`` (1,000 ids a statement); returns each moved send's id,
+    report bucket and outcome columns, for :func:`engine.reports.rollups.record_sent` (which
+    the caller runs after crediting the variants: rollups are locked last)."""
+    returned = [
+        Send.id,
+        *rollups.SEND_KEY_COLUMNS,
+        *(getattr(Send, column) for column in rollups.SEND_OUTCOMES.values()),
+    ]
+    moved: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 1000):
+        result = session.execute(
+            sa.update(Send)
+            .where(Send.id.in_(ids[start : start + 1000]), Send.status == "sending")
+            .values(status="sent", error="", x_message_id=x_message_id, sent_at=sent_at)
+            .returning(*returned)
+        )
+        moved += [dict(row) for row in result.mappings()]
     return moved
 
 

@@ -1,8 +1,9 @@
 """Unsubscribing from a recruiter email: the signed token names the send, and so the address.
 
 Unsubscribing suppresses the address globally (it is never mailed again), records the send's
-``unsubscribed_at`` and credits the ``unsubscribe`` guardrail counter of its variants, both once
-per send: a second click, or SendGrid reporting the same unsubscribe, changes nothing more.
+``unsubscribed_at`` and credits the ``unsubscribe`` guardrail counter of its variants and its
+report rollup, all once per send: a second click, or SendGrid reporting the same unsubscribe,
+changes nothing more.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlalchemy.orm as so
 
 from engine import outcomes, suppressions, tokens
 from engine.models import Contact, Recruiter, Send
+from engine.reports import rollups
 from engine.settings import Settings
 
 
@@ -47,9 +49,14 @@ def unsubscribe(session: so.Session, send: Send, at: datetime) -> bool:
         sa.update(Send)
         .where(Send.id == send.id, Send.unsubscribed_at.is_(None))
         .values(unsubscribed_at=at)
-        .returning(Send.id)
+        .returning(Send.status, *rollups.SEND_KEY_COLUMNS)
     ).first()
     if first is None:
         return False
     outcomes.credit_sends(session, "unsubscribe", [send])
+    key = rollups.send_key(*first)
+    if key is not None:  # after the variants' counters: rollups are locked last
+        changes = rollups.RollupChanges()
+        changes.sends[key]["unsubscribes"] += 1
+        changes.apply(session)
     return True

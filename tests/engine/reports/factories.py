@@ -1,4 +1,10 @@
-"""Rows for report tests, built through the models (the data model is the contract)."""
+"""Rows for report tests, built through the models (the data model is the contract).
+
+Rows made here bypass the write points, so the report rollups are rebuilt from them
+(:func:`rebuilt`) before a report reads them: the report tests then check the rebuild's
+definitions and the reports together. tests/engine/reports/test_rollups.py checks that the
+write points keep the rollups equal to a rebuild.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +30,17 @@ from engine.models import (
     Variant,
     Visit,
 )
+from engine.reports.rebuild import rebuild_rollups
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
+
+
+def rebuilt(session: so.Session) -> so.Session:
+    """``session`` after recomputing the rollups from the rows made so far."""
+    session.flush()
+    rebuild_rollups(session)
+    return session
 
 
 def group(session: so.Session, slug: str, **fields: Any) -> Group:
@@ -241,5 +255,5 @@ def demo_dataset(session: so.Session, seed: int = 7) -> dict[str, Any]:
                 recruiter_row=sponsor,
                 joins=joins,
             )
-    session.flush()
+    rebuilt(session)
     return {"groups": groups, "subject": subject, "landing": landing, "recruiters": recruiters}

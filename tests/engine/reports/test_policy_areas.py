@@ -21,7 +21,7 @@ def test_pools_experiments_by_area_and_metric(session: so.Session) -> None:
     f.visit(session, landing=landing.variants[0], joins=[g])
     f.visit(session, landing=landing.variants[1])
 
-    report = policy_area_report(session)
+    report = policy_area_report(f.rebuilt(session))
     areas = {(row["policy_area"], row["metric"]): row for row in report.areas.rows}
     climate = areas[("climate", "click")]
     assert (climate["experiments"], climate["trials"], climate["successes"]) == (2, 4, 2)

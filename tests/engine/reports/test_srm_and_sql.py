@@ -5,8 +5,11 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine.models import Visit
+from engine.models.base import UTCDateTime
 from engine.reports import DateRange, ReportInputError, parse_date_range
-from engine.reports.sql import period_index, timeline_days, utc_day
+from engine.reports.experiment_counts import period_of
+from engine.reports.rollups import day_of, hour_of
+from engine.reports.sql import day_bucket, hour_bucket, timeline_days
 from engine.reports.srm import constant_weight_periods, srm_table
 from tests.engine.reports import factories as f
 
@@ -45,19 +48,23 @@ def test_srm_compares_each_period_with_its_own_weights() -> None:
     assert table.rows[0]["p_value"] < 0.001
 
 
-def test_period_index_counts_boundaries_at_or_before(session: so.Session) -> None:
-    bounds = [T + timedelta(hours=h) for h in (1, 2, 3, 5, 8)]
-    moments = [T, T + timedelta(hours=1), T + timedelta(hours=4), T + timedelta(hours=9)]
+def test_hour_and_day_buckets_in_sql_match_python(session: so.Session) -> None:
+    """The rebuild buckets rows in SQL exactly as the write points do in Python."""
+    moments = [T, T + timedelta(minutes=59, seconds=59.5), T + timedelta(hours=23, minutes=30)]
     for at in moments:
         f.visit(session, at)
+    hour = sa.type_coerce(hour_bucket(session, Visit.created_at), UTCDateTime())
+    day = sa.type_coerce(day_bucket(session, Visit.created_at), sa.Date())
     rows = session.execute(
-        sa.select(Visit.created_at, period_index(session, Visit.created_at, bounds))
-        .where(Visit.created_at >= T)
-        .order_by(Visit.created_at)
+        sa.select(hour, day).where(Visit.created_at >= T).order_by(Visit.created_at)
     ).all()
-    assert [index for _, index in rows] == [0, 1, 3, 5]
-    days = session.scalars(sa.select(utc_day(session, Visit.created_at)).order_by(Visit.id)).all()
-    assert days[-1] == "2026-10-01"
+    assert [tuple(row) for row in rows] == [(hour_of(at), day_of(at)) for at in moments]
+    assert rows[1][0] == T and rows[2][0] == T + timedelta(hours=23)
+
+
+def test_a_bucket_cut_by_a_period_boundary_is_in_no_period() -> None:
+    bounds = [T + timedelta(hours=1), T + timedelta(hours=2, minutes=30)]
+    assert [period_of(T + timedelta(hours=h), bounds) for h in range(4)] == [0, 1, None, 2]
 
 
 def test_date_range_parsing() -> None:
