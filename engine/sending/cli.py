@@ -6,10 +6,10 @@ These commands are assembly points: they hand the mailer ``variants.rendering``'
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import logging
+import signal
 from typing import Any
 
 import click
@@ -161,5 +161,12 @@ def scheduler(runtime: Runtime) -> None:
             f"scheduler running: mailing '{runtime.settings.scheduler.mailing_cron}', decisions "
             f"'{runtime.settings.scheduler.decisions_cron}' ({runtime.settings.scheduler.timezone})"
         )
-        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        # SIGTERM (systemd, a container stop) stops like Ctrl-C: a job already running — a
+        # mailing mid-request — finishes before the process exits, so no send is left unknown.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
             built.start()
+        except (KeyboardInterrupt, SystemExit):
+            if built.running:
+                built.shutdown(wait=True)
+        click.echo("scheduler stopped")
