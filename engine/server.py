@@ -21,7 +21,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from engine.app import create_app
+        from engine.logs import configure_logging
 
+        configure_logging(self.settings.web.log_format)
         return create_app(settings=self.settings)
 
 

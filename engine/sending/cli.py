@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from engine.models import utcnow
+from engine.logs import configure_logging
 from engine.runtime import Runtime, pass_runtime
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def scheduler(runtime: Runtime) -> None:
     from engine.scheduler import build_scheduler
     from engine.sending.jobs import SchedulerJobs
 
+    configure_logging(runtime.settings.web.log_format)
     jobs = SchedulerJobs(runtime, default_renderers())
     try:
         built = build_scheduler(
