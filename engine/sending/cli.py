@@ -15,8 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
-from engine.models import utcnow
 from engine.logs import configure_logging
+from engine.models import utcnow
 from engine.runtime import Runtime, pass_runtime
 
 log = logging.getLogger(__name__)
