@@ -609,12 +609,24 @@ def run(backend: str, repeat: int, regenerate: bool) -> list[Figure]:
     return figures
 
 
+def _use_quick_scale() -> None:
+    """Shrink the data set 100× into separate databases, so a smoke run never clobbers (or
+    reuses) the full data set. The figures of a quick run say nothing about the targets."""
+    global RECRUITERS, LANDING_VISITS, SQLITE_PATH, BENCH_DATABASE
+    RECRUITERS, LANDING_VISITS = RECRUITERS // 100, LANDING_VISITS // 100
+    SQLITE_PATH = SQLITE_PATH.with_name("resistry_bench_reports_quick.sqlite3")
+    BENCH_DATABASE = f"{BENCH_DATABASE}_quick"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a 1%% smoke run on its own data")
     args = parser.parse_args()
+    if args.quick:
+        _use_quick_scale()
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     figures: list[Figure] = []
     for backend in backends:
