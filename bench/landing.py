@@ -1,21 +1,25 @@
 """Benchmark: ``GET /`` for new visitors against a hello-world route, same app, same server.
 
-The app runs under gunicorn (2 sync workers, as ``resistry serve``) on a migrated temporary
-SQLite database holding 7 partner groups, a running landing experiment with 3 variants past
-burn-in, and 600 earlier signups (so earned visibility has counts). The hello-world route exists
-only in this benchmark's app (``bench/landing_app.py``). A separate load-generator process keeps
-16 connections busy (Python threads, ``http.client``, no cookies: every landing request is a new
-visitor, so each one is a Thompson draw, a page render and a visit insert). Each route gets a
-warm-up, then a timed run; the two runs are side by side in one invocation.
+The app runs as ``resistry serve`` runs it (:func:`engine.server.serve`: gunicorn, 2 gthread
+workers) on a migrated temporary SQLite database holding 7 partner groups, a running landing
+experiment with 3 variants past burn-in, and 600 earlier signups (so earned visibility has
+counts). The hello-world route exists only in this benchmark's app (``bench/landing_app.py``).
 
-    .venv/bin/python bench/landing.py [--seconds 8] [--connections 16] [--quick]
+Load: 16 keep-alive connections, no cookies (every landing request is a new visitor: a
+Thompson draw, a page render and a committed visit with its trial and rollup), from ``wrk``
+when it is installed, else from a Python client (see ``bench/landing_load.py``). Both routes
+are warmed up, then measured for a fixed time each, alternating ``--rounds`` times in one run;
+each figure is the median of the rounds. Also reported: the server's CPU per request (gunicorn
+master and workers, from /proc) and hello-world through the Python client, which shows how much
+a Python load generator on the same 2 cores holds the server back.
+
+    .venv/bin/python bench/landing.py [--seconds 8] [--rounds 2] [--connections 16] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import random
 import secrets
@@ -24,15 +28,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import landing_load as load  # noqa: E402
 from bench.common import Figure, emit  # noqa: E402
 
 TARGET_RATIO = 0.6
@@ -73,6 +77,7 @@ def prepare_database(url: str) -> None:
             kind="landing",
             metric="signup",
             status="running",
+            burn_in=300,  # past it: every draw is from the Thompson weights
         )
         for key, headline in [
             ("a", "Find your people"),
@@ -121,26 +126,22 @@ def free_port() -> int:
 
 
 def start_server(url: str, port: int, log_path: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``python -m bench.landing_app`` (the production server options), ready to answer."""
     env = {
         **os.environ,
         "RESISTRY_DATABASE_URL": url,
         "RESISTRY_SECRET_KEY": secrets.token_hex(32),
         "RESISTRY_BASE_URL": f"http://127.0.0.1:{port}",
     }
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--workers", str(workers),
-        "--bind", f"127.0.0.1:{port}",
-        "--access-logfile", "-",
-        "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
-        "bench.landing_app:build()",
-    ]  # fmt: skip
-    log = log_path.open("wb")
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    env.pop("GUNICORN_CMD_ARGS", None)  # measure the production defaults, not local overrides
+    command = [sys.executable, "-m", "bench.landing_app", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
+    with log_path.open("wb") as log:  # the server keeps its own copy of the descriptor
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited; see {log_path}")
+            raise SystemExit(f"the server exited; see {log_path}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/hello")
@@ -150,108 +151,126 @@ def start_server(url: str, port: int, log_path: Path, workers: int) -> subproces
         except OSError:
             time.sleep(0.1)
     server.terminate()
-    raise SystemExit(f"gunicorn did not answer within 30 s; see {log_path}")
+    raise SystemExit(f"the server did not answer within 30 s; see {log_path}")
 
 
-# --- the load generator (a separate process) -------------------------------------------------
+@dataclass
+class Measured:
+    """A route's timed runs and the server CPU they cost."""
+
+    runs: list[load.Run] = field(default_factory=list)
+    server_cpu_seconds: float = 0.0
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(run, name) for run in self.runs)
+
+    @property
+    def requests(self) -> int:
+        return sum(run.requests for run in self.runs)
+
+    @property
+    def failures(self) -> int:
+        return sum(run.failures for run in self.runs)
 
 
-def generate(port: int, path: str, connections: int, seconds: float) -> dict[str, Any]:
-    """Keep ``connections`` requests in flight for ``seconds``; return latencies and statuses."""
-    deadline = time.perf_counter() + seconds
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    failures = [0] * connections
+def measure(
+    server: subprocess.Popen[bytes], port: int, args: argparse.Namespace, use_wrk: bool
+) -> tuple[dict[str, Measured], load.Run | None]:
+    """Warm both routes up, then alternate timed runs; returns them per route, and hello-world
+    through the Python client when wrk drove the main runs."""
 
-    def worker(slot: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                connection.request("GET", path, headers={"Accept": "text/html"})
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                ok = False
-            latencies[slot].append(time.perf_counter() - started)
-            failures[slot] += 0 if ok else 1
-        connection.close()
+    def one(path: str, seconds: float) -> load.Run:
+        if use_wrk:
+            return load.run_wrk(f"http://127.0.0.1:{port}{path}", args.connections, seconds)
+        return load.run_python(port, path, args.connections, seconds)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    merged = [value for values in latencies for value in values]
-    return {"latencies": merged, "failures": sum(failures), "elapsed": elapsed}
+    for path in ROUTES.values():
+        one(path, args.warmup)
+    measured = {name: Measured() for name in ROUTES}
+    for _ in range(args.rounds):
+        for name, path in ROUTES.items():
+            cpu_before = load.process_cpu_seconds(server.pid)
+            measured[name].runs.append(one(path, args.seconds))
+            measured[name].server_cpu_seconds += load.process_cpu_seconds(server.pid) - cpu_before
+    python_hello = None
+    if use_wrk:
+        python_hello = load.run_python(port, ROUTES["hello"], args.connections, args.seconds)
+    return measured, python_hello
 
 
-def load(port: int, path: str, connections: int, seconds: float) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__)), "--generate", str(port), path,
-               str(connections), str(seconds)]  # fmt: skip
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(output.stdout)
+ROUTES = {"hello": "/hello", "landing": "/"}
 
 
-def summarize(result: dict[str, Any]) -> dict[str, float]:
-    latencies = sorted(result["latencies"])
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {
-        "rps": len(latencies) / result["elapsed"],
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": quantiles[98] * 1000,
-        "requests": len(latencies),
-        "failures": result["failures"],
-    }
+def figures_of(
+    measured: dict[str, Measured], python_hello: load.Run | None, note: str
+) -> list[Figure]:
+    hello, landing = measured["hello"], measured["landing"]
+    ratio = landing.median("rps") / hello.median("rps")
+    failures = hello.failures + landing.failures
+
+    def cpu_us(route: Measured) -> float:
+        return route.server_cpu_seconds / max(route.requests, 1) * 1e6
+
+    figures = [
+        Figure("hello-world rps", hello.median("rps"), "req/s", "baseline", True, note),
+        Figure("hello-world p50", hello.median("p50_ms"), "ms", "info", True),
+        Figure("hello-world p99", hello.median("p99_ms"), "ms", "info", True),
+        Figure("landing GET / rps", landing.median("rps"), "req/s", "info", True, "new visitors"),
+        Figure("landing p50", landing.median("p50_ms"), "ms", "info", True),
+        Figure("landing p99", landing.median("p99_ms"), "ms", f"≤ {TARGET_P99_MS:g} ms",
+               landing.median("p99_ms") <= TARGET_P99_MS),
+        Figure("landing/hello rps ratio", ratio, "", f"≥ {TARGET_RATIO:g}", ratio >= TARGET_RATIO),
+        Figure("failed requests", failures, "", "0", failures == 0),
+        Figure("server CPU per hello-world", cpu_us(hello), "µs", "info", True,
+               "gunicorn master + workers"),
+        Figure("server CPU per landing view", cpu_us(landing), "µs", "info", True),
+    ]  # fmt: skip
+    if python_hello is not None:
+        wrk_cpu = statistics.median(r.generator_cpu_seconds / r.requests for r in hello.runs)
+        figures += [
+            Figure("hello-world rps, Python client", python_hello.rps, "req/s", "info", True,
+                   "same server; the generator competes for the 2 cores"),
+            Figure("load generator CPU per request, wrk", wrk_cpu * 1e6, "µs", "info", True),
+            Figure("load generator CPU per request, Python",
+                   python_hello.generator_cpu_seconds / python_hello.requests * 1e6, "µs",
+                   "info", True),
+        ]  # fmt: skip
+    return figures
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--generate":
-        port, path, connections, seconds = argv[1:5]
-        print(json.dumps(generate(int(port), path, int(connections), float(seconds))))
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per route and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="2-second runs (smoke test)")
+    parser.add_argument("--python-client", action="store_true", help="never use wrk")
+    parser.add_argument("--quick", action="store_true", help="2-second runs, one round (smoke)")
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.quick else args.seconds
+    if args.quick:  # smoke mode: one short round (explicit --seconds/--warmup still apply)
+        args.rounds = 1
+        args.seconds = args.seconds if "--seconds" in argv else 2.0
+        args.warmup = args.warmup if "--warmup" in argv else 1.0
+    use_wrk = not args.python_client and load.wrk_path() is not None
+    if not use_wrk and not args.python_client:
+        print(load.WRK_INSTALL_HINT, file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="resistry-bench-landing-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         prepare_database(url)
         port = free_port()
-        server = start_server(url, port, Path(tmp) / "gunicorn.log", args.workers)
+        server = start_server(url, port, Path(tmp) / "server.log", args.workers)
         try:
-            results = {}
-            for name, path in (("hello", "/hello"), ("landing", "/")):
-                load(port, path, args.connections, min(seconds, 2.0))  # warm-up
-                results[name] = summarize(load(port, path, args.connections, seconds))
+            measured, python_hello = measure(server, port, args, use_wrk)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    hello, landing = results["hello"], results["landing"]
-    ratio = landing["rps"] / hello["rps"]
+    generator = "wrk" if use_wrk else "Python client"
     note = (
-        f"{args.connections} connections, {seconds:g} s per route, "
-        f"gunicorn {args.workers} sync workers"
+        f"{generator}, {args.connections} keep-alive connections, {args.rounds} × "
+        f"{args.seconds:g} s per route, gunicorn {args.workers} workers as `resistry serve`"
     )
-    figures = [
-        Figure("hello-world rps", hello["rps"], "req/s", "baseline", True, note),
-        Figure("hello-world p50", hello["p50_ms"], "ms", "info", True),
-        Figure("hello-world p99", hello["p99_ms"], "ms", "info", True),
-        Figure("landing GET / rps", landing["rps"], "req/s", "info", True, "new visitors"),
-        Figure("landing p50", landing["p50_ms"], "ms", "info", True),
-        Figure("landing p99", landing["p99_ms"], "ms", f"≤ {TARGET_P99_MS:g} ms",
-               landing["p99_ms"] <= TARGET_P99_MS),
-        Figure("landing/hello rps ratio", ratio, "", f"≥ {TARGET_RATIO:g}", ratio >= TARGET_RATIO),
-        Figure("failed requests", hello["failures"] + landing["failures"], "", "0",
-               hello["failures"] + landing["failures"] == 0),
-    ]  # fmt: skip
-    emit("landing", figures)
+    emit("landing", figures_of(measured, python_hello, note))
     return 0
 
 

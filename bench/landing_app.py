@@ -1,10 +1,15 @@
-"""The landing benchmark's app: the production app plus a hello-world route (only here).
+"""The landing benchmark's app and server: the production app plus a hello-world route (only
+here), served exactly as ``resistry serve`` serves (:func:`engine.server.serve`).
 
-gunicorn calls ``build()`` in each worker (``bench.landing_app:build()``); settings come from the
-environment the benchmark sets (database URL, secret key, base URL).
+    python -m bench.landing_app --port 8000 --workers 2
+
+Settings come from the environment the benchmark sets (database URL, secret key, base URL).
 """
 
 from __future__ import annotations
+
+import argparse
+import sys
 
 from flask import Flask
 
@@ -20,3 +25,20 @@ def build() -> Flask:
         return "Hello, world!"
 
     return app
+
+
+def main(argv: list[str]) -> int:
+    from engine.server import serve
+    from engine.settings import load_settings
+
+    parser = argparse.ArgumentParser(description="Serve the landing benchmark's app.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    serve(load_settings(), host=args.host, port=args.port, workers=args.workers, build=build)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -208,9 +208,11 @@ class LandingSettings:
     consent_text: str = (
         "Yes, {group} may email me about volunteering. I can unsubscribe at any time."
     )
+    wal_checkpoint_seconds: float = 0.25
 
     def validate(self) -> None:
         _check(self.posterior_refresh_seconds > 0, "posterior_refresh_seconds must be > 0")
+        _check(0 <= self.wal_checkpoint_seconds <= 60, "wal_checkpoint_seconds must be in [0, 60]")
         _check(self.visibility_floor >= 1, "visibility_floor must be ≥ 1")
         _check(self.visibility_noise_sigma >= 0, "visibility_noise_sigma must be ≥ 0")
         _check("{group}" in self.consent_text, "consent_text must contain {group}")

@@ -28,15 +28,9 @@ import sqlalchemy.orm as so
 from engine import outcomes, tokens
 from engine.models import Experiment, Recruiter, Send, Variant, Visit
 from engine.reports import rollup_visits, rollups
+from variants import landing_visits
 
 MAX_PARAM_LENGTH = 512
-_INSERT_VISIT = sa.insert(Visit.__table__).returning(Visit.__table__.c.id)
-_VARIANTS = Variant.__table__
-_ADD_TRIAL = (
-    sa.update(_VARIANTS)
-    .where(_VARIANTS.c.id == sa.bindparam("variant_id"))
-    .values(trials=_VARIANTS.c.trials + 1)
-)
 
 
 @dataclass(frozen=True)
@@ -99,54 +93,20 @@ def resolve_attribution(
     return Attribution(source_group_id, recruiter_id, send_id, share_variant_id)
 
 
-def record_visit(
-    session: so.Session,
-    *,
-    visitor_id: str,
-    landing_variant_id: int | None,
-    attribution: Attribution,
-    now: datetime,
-) -> int:
-    """Insert the visit, count it as a trial of its landing variant and in the report rollups;
-    returns the visit id.
-
-    This is the site's hottest write (every landing view): both statements are Core statements
-    built once and run on the session's connection, in its transaction. The trial is the same
-    ``trials = trials + 1`` as :func:`engine.outcomes.add_trials`, without the ORM's per-call
-    overhead (a third of a millisecond, the largest single cost of a landing view). A plain view
-    adds one small rollup upsert; a link from an email first locks its send (before the landing
-    variant's row: the lock order of :mod:`engine.reports.rollups`).
-    """
-    send = None
-    if attribution.send_id is not None:
-        send = rollups.lock_send(session, attribution.send_id)
-    connection = session.connection()
-    visit_id = connection.execute(
-        _INSERT_VISIT,
-        {
-            "visitor_id": visitor_id,
-            "landing_variant_id": landing_variant_id,
-            "source_group_id": attribution.source_group_id,
-            "recruiter_id": attribution.recruiter_id,
-            "send_id": attribution.send_id,
-            "share_variant_id": attribution.share_variant_id,
-            "created_at": now,
-        },
-    ).scalar_one()
-    if landing_variant_id is not None:
-        connection.execute(_ADD_TRIAL, {"variant_id": landing_variant_id})
-    rollup_visits.record_visit(
-        session,
-        visit_id=visit_id,
+def new_visit(
+    visitor_id: str, landing_variant_id: int | None, attribution: Attribution, now: datetime
+) -> landing_visits.NewVisit:
+    """The visit to record for a view of ``landing_variant_id`` attributed to ``attribution``
+    (:mod:`variants.landing_visits` writes it: the site's hottest write)."""
+    return landing_visits.NewVisit(
         visitor_id=visitor_id,
         landing_variant_id=landing_variant_id,
+        created_at=now,
         source_group_id=attribution.source_group_id,
         recruiter_id=attribution.recruiter_id,
-        send=send,
         send_id=attribution.send_id,
-        now=now,
+        share_variant_id=attribution.share_variant_id,
     )
-    return visit_id
 
 
 def credit_conversion(

@@ -3,21 +3,24 @@
 Views only translate HTTP; choices and writes live in :mod:`variants.assignment`,
 :mod:`variants.attribution`, :mod:`variants.signup` and :mod:`variants.visibility`.
 
-Per visitor (Flask's signed session cookie): a random visitor id (it seeds the order of the
-groups), the sticky landing variant, and the current visit so a reload is not a second trial.
-The signup form carries a signed ``ctx`` field (visit id, landing variant, the order of the boxes
-shown), so attribution and the order survive the POST even if the page sat open for a while.
+Per visitor (a small signed cookie, :mod:`variants.landing_visitor`): a random visitor id (it
+seeds the order of the groups), the sticky landing variant, and the current visit so a reload is
+not a second trial. The signup form carries a CSRF token bound to that cookie and a signed
+``ctx`` field (visit id, landing variant, the order of the boxes shown), so attribution and the
+order survive the POST even if the page sat open for a while. Flask's session is only written
+once someone signs up (the thanks page).
 """
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
+    Response,
     current_app,
     redirect,
     render_template,
@@ -26,17 +29,23 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_limiter import Limiter, RateLimitExceeded
-from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData
 
-from engine.app import settings_of
+from engine.app import csrf, settings_of
 from engine.db import get_session
 from engine.models import Group, Recruiter
-from variants import assignment, attribution, landing_render, landing_state, visibility
+from variants import (
+    assignment,
+    attribution,
+    landing_render,
+    landing_state,
+    landing_visits,
+    visibility,
+)
 from variants import signup as signups
 from variants.landing_state import LandingState, init_runtime, runtime_of
+from variants.landing_visitor import Visitor, new_visitor
 
 bp = Blueprint(
     "landing",
@@ -48,14 +57,11 @@ bp = Blueprint(
 
 
 def init_app(app: Flask) -> None:
-    """Attach the landing runtime (posterior cache, generator) and the signup rate limit."""
-    settings = settings_of(app)
+    """Attach the landing runtime (posterior cache, generator, visitor cookies, signup limit)."""
     init_runtime(app)
-    # One limiter per app, so each app (and each test) starts with empty counters.
-    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.web.rate_limit_storage)
-    app.view_functions["landing.signup"] = limiter.limit(
-        settings.web.signup_rate_limit, methods=["POST"]
-    )(app.view_functions["landing.signup"])
+    # The signup form's token is bound to the visitor cookie, not to Flask's session; the view
+    # checks it first (variants.landing_visitor), so Flask-WTF's session check is not applied.
+    csrf.exempt("variants.landing.signup")
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -66,53 +72,56 @@ def index() -> ResponseReturnValue:
     runtime = runtime_of(current_app)
     settings = settings_of(current_app)
     state = runtime.state()
-    visitor_id = _visitor_id()
-    arm = _sticky_arm(state.snapshot, runtime)
-    db = get_session()
-    source = attribution.resolve_attribution(
-        db,
-        request.args,
-        secret_key=settings.secret_key,
-        send_token_max_age_seconds=settings.web.send_token_days * 86400,
-        group_ids_by_slug=state.group_ids_by_slug,
-    )
-    variant_id = arm.variant_id if arm is not None else None
-    visit_key = [variant_id, *_attribution_key(source)]
-    current = session.get("visit")
-    if (
-        isinstance(current, list)
-        and len(current) == len(visit_key) + 1
-        and current[1] == variant_id
-        and (source.is_empty or current[1:] == visit_key)
-    ):
-        visit_id = current[0]  # a reload (or a link without attribution): not a new trial
-    else:
-        visit_id = attribution.record_visit(
+    known = runtime.visitors.read(request)
+    arm, visitor = _sticky_arm(state.snapshot, runtime, known or new_visitor())
+    source = attribution.Attribution()
+    if request.args:
+        db = get_session()
+        source = attribution.resolve_attribution(
             db,
-            visitor_id=visitor_id,
-            landing_variant_id=variant_id,
-            attribution=source,
-            now=runtime.now(),
+            request.args,
+            secret_key=settings.secret_key,
+            send_token_max_age_seconds=settings.web.send_token_days * 86400,
+            group_ids_by_slug=state.group_ids_by_slug,
         )
-        db.commit()
-        session["visit"] = [visit_id, *visit_key]
+        db.rollback()  # it only read; on SQLite its transaction would hold the write lock
+    variant_id = arm.variant_id if arm is not None else None
+    visit_key = (variant_id, *_attribution_key(source))
+    current = visitor.visit_key
+    if (
+        current is not None
+        and current[0] == variant_id
+        and (source.is_empty or current == visit_key)
+    ):
+        visit_id = visitor.visit_id  # a reload (or a link without attribution): not a new trial
+    else:
+        visit = attribution.new_visit(visitor.id, variant_id, source, runtime.now())
+        visit_id = _record_visit(runtime, visit)
+        visitor = visitor.with_visit(visit_id, visit_key)
     cards = visibility.order_for_visitor(
         state.cards,
-        visitor_id,
+        visitor.id,
         floor=settings.landing.visibility_floor,
         sigma=settings.landing.visibility_noise_sigma,
     )
     context = {"v": visit_id, "l": variant_id, "o": [card.slug for card in cards]}
-    return landing_render.fresh_page(state, arm, cards, runtime.form_signer.dumps(context))
+    html = landing_render.fresh_page(
+        state, arm, cards, runtime.form_signer.dumps(context), runtime.visitors.csrf_token(visitor)
+    )
+    return _page_response(html, 200, visitor, known)
 
 
 @bp.post("/signup")
 def signup() -> ResponseReturnValue:
     runtime = runtime_of(current_app)
     settings = settings_of(current_app)
+    visitor = runtime.visitors.read(request)
+    runtime.visitors.check_csrf(request, visitor)  # CSRFError: see form_expired
+    if not runtime.signup_limit.hit(request.remote_addr or ""):
+        message = "Too many signups from your network just now. Please wait a minute and try again."
+        return _render_form_again({"form": message}, 429)
     state = runtime.state()
     context = _form_context(runtime)
-    cards = _cards_as_shown(state, context.get("o"))
     if request.form.get(landing_render.HONEYPOT_FIELD):
         return _render_form_again(
             {"form": "Something went wrong with the form. Please leave the last field empty."},
@@ -128,6 +137,7 @@ def signup() -> ResponseReturnValue:
     except signups.SignupInvalid as exc:
         return _render_form_again(exc.errors, 400)
     db = get_session()
+    cards = _cards_as_shown(state, context.get("o"), visitor)
     result = signups.record_signup(
         db,
         checked,
@@ -139,10 +149,12 @@ def signup() -> ResponseReturnValue:
         now=runtime.now(),
     )
     db.commit()
-    session.pop("visit", None)  # the next page view is a new visit
     session["contact"] = result.contact_id
     session["joined"] = list(checked.group_ids)
-    return redirect(url_for(".thanks"), 303)
+    response = redirect(url_for(".thanks"), 303)
+    if visitor is not None:  # the next page view is a new visit
+        runtime.visitors.write(response, visitor.with_visit(None, None))
+    return response
 
 
 @bp.get("/thanks")
@@ -180,9 +192,10 @@ def recruit() -> ResponseReturnValue:
 def about_visibility() -> ResponseReturnValue:
     settings = settings_of(current_app)
     state = runtime_of(current_app).state()
+    visitor = runtime_of(current_app).visitors.read(request)
     rows = visibility.explain(
         state.cards,
-        session.get("vid") or "example-visitor",
+        visitor.id if visitor is not None else "example-visitor",
         floor=settings.landing.visibility_floor,
         sigma=settings.landing.visibility_noise_sigma,
     )
@@ -191,14 +204,8 @@ def about_visibility() -> ResponseReturnValue:
         rows=rows,
         floor=settings.landing.visibility_floor,
         sigma=settings.landing.visibility_noise_sigma,
-        is_own_order="vid" in session,
+        is_own_order=visitor is not None,
     )
-
-
-@bp.errorhandler(RateLimitExceeded)
-def too_many_signups(_error: RateLimitExceeded) -> ResponseReturnValue:
-    message = "Too many signups from your network just now. Please wait a minute and try again."
-    return _render_form_again({"form": message}, 429)
 
 
 @bp.errorhandler(CSRFError)
@@ -212,29 +219,45 @@ def form_expired(_error: CSRFError) -> ResponseReturnValue:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _visitor_id() -> str:
-    visitor_id = session.get("vid")
-    if not isinstance(visitor_id, str) or len(visitor_id) > 36:
-        visitor_id = str(uuid.uuid4())
-        session["vid"] = visitor_id
-        session.permanent = True  # keep the visitor (and their variant) across browser restarts
-    return visitor_id
-
-
 def _sticky_arm(
-    snapshot: assignment.ExperimentSnapshot | None, runtime: landing_state.LandingRuntime
-) -> assignment.ArmSnapshot | None:
+    snapshot: assignment.ExperimentSnapshot | None,
+    runtime: landing_state.LandingRuntime,
+    visitor: Visitor,
+) -> tuple[assignment.ArmSnapshot | None, Visitor]:
+    """The visitor's landing variant while it is servable, else a new draw (remembered)."""
     if snapshot is None:
-        return None
-    stored = session.get("lv")
-    if isinstance(stored, list) and len(stored) == 2 and stored[0] == snapshot.experiment_id:
-        arm = snapshot.servable(stored[1])
+        return None, visitor
+    if visitor.experiment_id == snapshot.experiment_id:
+        arm = snapshot.servable(visitor.variant_id)
         if arm is not None:
-            return arm
+            return arm, visitor
     arm = runtime.chooser.choose(snapshot)
-    if arm is not None:
-        session["lv"] = [snapshot.experiment_id, arm.variant_id]
-    return arm
+    if arm is None:
+        return None, visitor
+    return arm, replace(visitor, experiment_id=snapshot.experiment_id, variant_id=arm.variant_id)
+
+
+def _record_visit(runtime: landing_state.LandingRuntime, visit: landing_visits.NewVisit) -> int:
+    """Store the visit, committed; returns its id."""
+    if runtime.visit_engine is not None:
+        return landing_visits.record_visit_committed(
+            runtime.visit_engine, visit, checkpoint_seconds=runtime.checkpoint_seconds
+        )
+    db = get_session()  # sessions bound to one connection (the tests' rolled-back transaction)
+    visit_id = landing_visits.record_visit(db, visit)
+    db.commit()
+    return visit_id
+
+
+def _page_response(html: str, status: int, visitor: Visitor, known: Visitor | None) -> Response:
+    """The page, remembering ``visitor`` in its cookie when it changed."""
+    response = Response(html, status, mimetype="text/html")
+    # The page holds this visitor's CSRF token and variant: never a shared cache's copy.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Vary"] = "Cookie"
+    if visitor != known:
+        runtime_of(current_app).visitors.write(response, visitor)
+    return response
 
 
 def _attribution_key(source: attribution.Attribution) -> list[int | None]:
@@ -254,13 +277,15 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _cards_as_shown(state: LandingState, order: object) -> list[visibility.GroupCard]:
+def _cards_as_shown(
+    state: LandingState, order: object, visitor: Visitor | None
+) -> list[visibility.GroupCard]:
     """The active groups in the order the visitor saw them (groups added since go last)."""
     if not isinstance(order, list):
         settings = settings_of(current_app)
         return visibility.order_for_visitor(
             state.cards,
-            _visitor_id(),
+            visitor.id if visitor is not None else "",
             floor=settings.landing.visibility_floor,
             sigma=settings.landing.visibility_noise_sigma,
         )
@@ -269,11 +294,14 @@ def _cards_as_shown(state: LandingState, order: object) -> list[visibility.Group
 
 
 def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnValue:
-    """The landing page again with the visitor's entries kept and the messages by the fields."""
+    """The landing page again with the visitor's entries kept and the messages by the fields
+    (and a visitor cookie, so the next POST carries a valid token even if this one had none)."""
     runtime = runtime_of(current_app)
     state = runtime.state()
+    known = runtime.visitors.read(request)
+    visitor = known or new_visitor()
     context = _form_context(runtime)
-    cards = _cards_as_shown(state, context.get("o"))
+    cards = _cards_as_shown(state, context.get("o"), visitor)
     arm = state.snapshot.arm(_int_or_none(context.get("l"))) if state.snapshot else None
     if not context:
         context = {"v": None, "l": None, "o": [card.slug for card in cards]}
@@ -283,6 +311,11 @@ def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnVal
         "groups": set(request.form.getlist("groups")),
     }
     page = landing_render.render_page(
-        arm, cards, runtime.form_signer.dumps(context), errors, values
+        arm,
+        cards,
+        runtime.form_signer.dumps(context),
+        runtime.visitors.csrf_token(visitor),
+        errors,
+        values,
     )
-    return page, status
+    return _page_response(page, status, visitor, known)

@@ -9,7 +9,6 @@ import re
 from typing import Any
 
 from flask import current_app, render_template, session
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
 from engine.app import settings_of
@@ -33,11 +32,15 @@ def render_page(
     arm: assignment.ArmSnapshot | None,
     cards: list[visibility.GroupCard],
     form_context: str,
+    csrf_token: str,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> str:
-    """The landing page with the visitor's entries and the messages next to the fields."""
+    """The landing page with the visitor's entries and the messages next to the fields.
+
+    ``csrf_token`` is the visitor's signup token (:mod:`variants.landing_visitor`).
+    """
     content = {**DEFAULT_CONTENT, **(arm.content if arm is not None else {})}
     settings = settings_of(current_app)
     context = {
@@ -47,6 +50,7 @@ def render_page(
         "choices_html": None,
         "consent": lambda name: signups.consent_text(settings.landing.consent_text, name),
         "form_context": form_context,
+        "csrf_token": lambda: csrf_token,
         "errors": errors or {},
         "values": values or {"email": "", "zip": "", "groups": set()},
         "honeypot_field": HONEYPOT_FIELD,
@@ -65,6 +69,7 @@ def fresh_page(
     arm: assignment.ArmSnapshot | None,
     cards: list[visibility.GroupCard],
     form_context: str,
+    csrf_token: str,
 ) -> str:
     """A new visitor's page: the variant's page rendered once per refresh, with this visitor's
     CSRF token, form context and group order put in (the hot path of the site).
@@ -73,7 +78,7 @@ def fresh_page(
     """
     if "_flashes" in session:
         choices = Markup("").join(state.choice_html[card.slug] for card in cards)
-        return render_page(arm, cards, form_context, choices_html=choices)
+        return render_page(arm, cards, form_context, csrf_token, choices_html=choices)
     key = arm.variant_id if arm is not None else None
     shell = state.page_shells.get(key)
     if shell is None:
@@ -81,14 +86,14 @@ def fresh_page(
             arm,
             cards,
             Markup(_SLOTS["ctx"]),
-            csrf_token=lambda: Markup(_SLOTS["csrf"]),
+            Markup(_SLOTS["csrf"]),
             choices_html=Markup(_SLOTS["choices"]),
             get_flashed_messages=lambda **_kwargs: [],
         )
         shell = tuple(_SLOT_PATTERN.split(html))
         state.page_shells[key] = shell
     fill = {
-        "csrf": escape(generate_csrf()),
+        "csrf": escape(csrf_token),
         "ctx": escape(form_context),
         "choices": "".join(state.choice_html[card.slug] for card in cards),
     }

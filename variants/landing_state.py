@@ -1,4 +1,4 @@
-"""Per-process landing state: the posterior and groups cache, the generator, the form signer.
+"""Per-process landing state: the posterior and groups cache, the generator, the signers.
 
 Nothing here reads the database per request: :class:`PosteriorCache` keeps what
 :func:`load_state` read for ``[landing] posterior_refresh_seconds`` (its clock is injectable), and
@@ -14,15 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import limits
+import limits.storage
+import limits.strategies
 import numpy as np
+import sqlalchemy as sa
 from flask import Flask, current_app, get_template_attribute
-from itsdangerous import URLSafeSerializer
 from markupsafe import Markup
 
 from engine.app import settings_of
 from engine.models import utcnow
 from variants import assignment, visibility
 from variants import signup as signups
+from variants.landing_visitor import FormContextSigner, VisitorCookies
 
 FORM_CONTEXT_SALT = "resistry.landing-form"
 T = TypeVar("T")
@@ -85,6 +89,25 @@ class LockedGenerator:
             return assignment.choose_arm(snapshot, self._rng)
 
 
+class SignupLimit:
+    """Signups allowed per client address (``[web] signup_rate_limit``, fixed windows).
+
+    Checked inside the signup view with :mod:`limits` itself: a Flask-Limiter instance would
+    also run its before- and after-request hooks on every other request of the site (about
+    70 µs each, the landing page's included).
+    """
+
+    def __init__(self, rate: str, storage_uri: str) -> None:
+        self._limits = limits.parse_many(rate)
+        self._limiter = limits.strategies.FixedWindowRateLimiter(
+            limits.storage.storage_from_string(storage_uri)
+        )
+
+    def hit(self, address: str) -> bool:
+        """Count one signup from ``address``; ``False`` when one of the limits is exceeded."""
+        return all([self._limiter.hit(limit, "signup", address) for limit in self._limits])
+
+
 @dataclass(frozen=True)
 class LandingState:
     """What every landing request needs, loaded once per refresh period.
@@ -107,7 +130,14 @@ class LandingRuntime:
 
     cache: PosteriorCache
     chooser: LockedGenerator
-    form_signer: URLSafeSerializer
+    form_signer: FormContextSigner
+    visitors: VisitorCookies
+    signup_limit: SignupLimit
+    # Where a landing view writes its visit in a transaction of its own
+    # (variants.landing_visits.record_visit_committed); None when the app's sessions are bound
+    # to one connection (the tests' rolled-back transaction): the view then uses its session.
+    visit_engine: sa.Engine | None = None
+    checkpoint_seconds: float = 0.0  # [landing] wal_checkpoint_seconds
     now: Callable[[], datetime] = field(default=utcnow)
 
     def state(self) -> LandingState:
@@ -144,10 +174,20 @@ def runtime_of(app: Flask) -> LandingRuntime:
 def init_runtime(app: Flask) -> LandingRuntime:
     """Attach a fresh runtime (empty cache, OS-seeded generator) to ``app`` and return it."""
     settings = settings_of(app)
+    bind = app.extensions["resistry.sessions"].kw.get("bind")
     runtime = LandingRuntime(
         cache=PosteriorCache(settings.landing.posterior_refresh_seconds),
         chooser=LockedGenerator(np.random.default_rng()),
-        form_signer=URLSafeSerializer(settings.secret_key, salt=FORM_CONTEXT_SALT),
+        form_signer=FormContextSigner(settings.secret_key, salt=FORM_CONTEXT_SALT),
+        visitors=VisitorCookies(
+            settings.secret_key,
+            secure=bool(app.config["SESSION_COOKIE_SECURE"]),
+            max_age=app.permanent_session_lifetime,
+        ),
+        # One per app, so each app (and each test) starts with empty counters.
+        signup_limit=SignupLimit(settings.web.signup_rate_limit, settings.web.rate_limit_storage),
+        visit_engine=bind if isinstance(bind, sa.Engine) else None,
+        checkpoint_seconds=settings.landing.wal_checkpoint_seconds,
     )
     app.extensions["resistry.landing"] = runtime
     return runtime

@@ -173,7 +173,11 @@ def _upsert_sql(
     insert = _insert(dialect.name, table).values(values)
     compiled = _on_conflict_add(insert, table, keys, counters).compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    process = {name: table.c[name].type.bind_processor(dialect) for name in names}
+    # dialect_impl: the backend's own conversion (SQLite stores datetimes as "…:00.000000" text),
+    # so live writes and rebuild-rollups agree on every key.
+    process = {
+        name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    }
     return compiled.string, order, process
 
 

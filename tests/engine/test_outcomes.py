@@ -72,3 +72,14 @@ def test_guardrail_counters(session: so.Session) -> None:
 def test_unknown_outcome(session: so.Session) -> None:
     with pytest.raises(ValueError, match="unknown outcome 'bounce'"):
         outcomes.credit(session, "bounce", {1: 1})
+
+
+def test_loaded_variants_see_credits_without_expiring(session: so.Session) -> None:
+    _send, subject, body, _share = make_send(session)
+    arm = subject.variants[0]
+    assert arm.successes == 0  # loaded in this session
+    outcomes.credit_many(session, {"click": {arm.id: 2}, "unsubscribe": {arm.id: 1}})
+    assert (arm.successes, arm.unsubscribes) == (2, 1)
+    outcomes.credit_many(session, {"click": {arm.id: -1}})  # a click taken back
+    assert arm.successes == 1
+    assert body.variants[1].successes == 0

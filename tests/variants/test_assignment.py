@@ -167,6 +167,26 @@ def test_draws_follow_the_thompson_weights() -> None:
         assert counts[index + 1] / 20000 == pytest.approx(weight, abs=0.015)
 
 
+class FixedUniform:
+    """A generator whose uniform draws are given (choose_arm's one draw per unit)."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+def test_one_uniform_draw_picks_the_arm_whose_share_it_falls_in() -> None:
+    snap = snapshot((501, 501, 1000), (101, 901, 1000), (480, 520, 1000), floor=0.0)
+    low, zero, high = snap.weights
+    assert zero < 1e-12  # a credibly worse arm without a floor gets no traffic
+    draws = FixedUniform(0.0, low * 0.999, low * 1.001, 0.999999)
+    picked = [assignment.choose_arm(snap, draws).variant_id for _ in range(4)]  # type: ignore[arg-type]
+    assert picked == [1, 1, 3, 3]
+    assert high == pytest.approx(1 - low)
+
+
 def test_no_live_arm_means_no_choice() -> None:
     assert assignment.choose_arm(snapshot(), np.random.default_rng(0)) is None
 

@@ -20,6 +20,7 @@ from tests.variants.landing_support import (
     headline,
     sign_up,
 )
+from variants import landing_visits
 from variants.landing_state import LockedGenerator, runtime_of
 
 
@@ -339,8 +340,24 @@ def test_the_stylesheet_is_served(client: FlaskClient) -> None:
         assert response.status_code == 200 and b"@media" in response.data
 
 
+class RecordingCursor:
+    """A DBAPI cursor that notes the first word of each statement it runs."""
+
+    def __init__(self, cursor: object, statements: list[str]) -> None:
+        self._cursor = cursor
+        self._statements = statements
+
+    def execute(self, statement: str, *args: object) -> object:
+        self._statements.append(statement.split()[0].upper())
+        self._cursor.execute(statement, *args)  # type: ignore[attr-defined]
+        return self
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._cursor, name)
+
+
 def test_a_warm_landing_page_reads_nothing_from_the_database(
-    session: so.Session, app: Flask, clock: FakeClock
+    session: so.Session, app: Flask, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_groups(session)
     add_experiment(session)
@@ -350,6 +367,11 @@ def test_a_warm_landing_page_reads_nothing_from_the_database(
     def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
         statements.append(statement.split()[0].upper())
 
+    # SQLAlchemy's statements through its events, the visit write's raw ones through its cursor.
+    cursor_of = landing_visits.cursor_of
+    monkeypatch.setattr(
+        landing_visits, "cursor_of", lambda conn: RecordingCursor(cursor_of(conn), statements)
+    )
     bind = session.get_bind()
     sa.event.listen(bind, "before_cursor_execute", record)
     try:
@@ -421,12 +443,14 @@ def test_the_fast_page_is_exactly_the_fully_rendered_page(
         state = runtime_of(app).state()
         cards = visibility.order_for_visitor(list(state.cards), "visitor", floor=10, sigma=0.35)
         for arm in (*state.snapshot.arms, None):
-            fast = landing_render.fresh_page(state, arm, cards, "ctx-<&>")
-            again = landing_render.fresh_page(state, arm, cards, "ctx-<&>")  # from the shell
+            fast = landing_render.fresh_page(state, arm, cards, "ctx-<&>", "tok<en>")
+            again = landing_render.fresh_page(state, arm, cards, "ctx-<&>", "tok<en>")  # shell
             choices = Markup("").join(state.choice_html[card.slug] for card in cards)
-            full = landing_render.render_page(arm, cards, "ctx-<&>", choices_html=choices)
+            full = landing_render.render_page(
+                arm, cards, "ctx-<&>", "tok<en>", choices_html=choices
+            )
             assert fast == again == full
-            assert 'value="ctx-&lt;&amp;&gt;"' in full
+            assert 'value="ctx-&lt;&amp;&gt;"' in full and 'value="tok&lt;en&gt;"' in full
 
 
 def test_each_visitor_keeps_their_own_order_of_the_groups(

@@ -1,0 +1,315 @@
+"""The landing view's write: a visit, its trial and its report-rollup increments.
+
+This is the site's hottest write (every new landing view), and on SQLite it holds the database's
+one write lock, so it is kept short: every statement is compiled once per database dialect and
+runs on the session's DBAPI cursor, inside the session's transaction. Going through SQLAlchemy's
+execution (the ORM flush, a Core statement, even ``exec_driver_sql``) costs 8–40 µs per
+statement and a rollup collected in :class:`~engine.reports.rollups.RollupChanges` about 50 µs
+more; here the whole write costs about as much as SQLite itself.
+
+What is counted follows :func:`engine.reports.rollup_visits.record_visit` exactly (the tests
+compare the two and both against a rebuild): the visit is a trial of its landing variant and
+one visit in its ``(variant, hour)`` bucket; the first visit of a send marks the send visited;
+the first visit of a visitor from a group counts one visitor sent that day; a recruiter's link
+counts one visit of the recruiter that day. Row locks are taken in the rollups' lock order
+(send, visit, variant, then the rollup tables in table order), so PostgreSQL never deadlocks
+with the mailer or the webhook.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from engine.models import (
+    GroupRollup,
+    RecruiterRollup,
+    Send,
+    SendRollup,
+    Variant,
+    Visit,
+    VisitRollup,
+)
+from engine.reports import rollups
+from engine.reports.rollups import SEND_KEY_COLUMNS, day_of, hour_of, send_key
+from variants import landing_sqlite
+
+_VISITS = Visit.__table__
+_VARIANTS = Variant.__table__
+_SENDS = Send.__table__
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled for one dialect: its SQL, the order of its positional parameters
+    (``None`` when the driver takes them by name) and each parameter's bind conversion."""
+
+    sql: str
+    order: tuple[str, ...] | None
+    processors: Mapping[str, Callable[[Any], Any] | None]
+    fixed: Mapping[str, Any]  # parameters the statement fixes itself (a LIMIT), converted
+    results: tuple[Callable[[Any], Any] | None, ...] = ()  # per result column, for fetch_row
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        """``values`` converted for the driver, in the form its paramstyle takes."""
+        converted = dict(self.fixed)
+        for name, value in values.items():
+            processor = self.processors.get(name)
+            converted[name] = processor(value) if processor is not None else value
+        if self.order is None:
+            return converted
+        return tuple(converted[name] for name in self.order)
+
+    def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
+        """Execute on a DBAPI cursor; returns the cursor (fetch RETURNING rows from it)."""
+        cursor.execute(self.sql, self.parameters(values))
+        return cursor
+
+    def fetch_row(self, cursor: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Execute and return the first row with its columns converted, or ``None``."""
+        row = self.run(cursor, values).fetchone()
+        if row is None:
+            return None
+        return tuple(
+            convert(value) if convert is not None else value
+            for convert, value in zip(self.results, row, strict=True)
+        )
+
+
+def prepare(statement: sa.ClauseElement, dialect: sa.Dialect) -> Prepared:
+    """Compile ``statement`` for ``dialect`` once (see :class:`Prepared`); values are converted
+    as SQLAlchemy converts them for this dialect (on SQLite a time becomes text)."""
+    compiled = statement.compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+    binds = {name: bind for bind, name in compiled.bind_names.items()}
+    processors = {
+        name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+        for name, bind in binds.items()
+    }
+    fixed = {
+        name: processors[name](bind.value) if processors[name] else bind.value
+        for name, bind in binds.items()
+        if not bind.required
+    }
+    results: tuple[Callable[[Any], Any] | None, ...] = ()
+    if isinstance(statement, sa.Select):
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        )
+    return Prepared(compiled.string, order, processors, fixed, results)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    lock_send: Prepared
+    insert_visit: Prepared
+    add_trial: Prepared
+    other_visit_of_send: Prepared
+    other_visit_from_group: Prepared
+    upserts: Mapping[str, Prepared]  # rollup table name → one-row upsert
+
+
+def _one_row_upsert(dialect: sa.Dialect, table: sa.Table) -> Prepared:
+    """The rollups module's own one-row ``INSERT … ON CONFLICT (key) DO UPDATE SET n = n +
+    excluded.n``, so a bucket's key is stored exactly as its other writers store it (on SQLite
+    the key is text: one bucket written two ways would become two rows). Its parameters are
+    named ``<column>_0``."""
+    keys = tuple(column.key for column in table.primary_key.columns)
+    counters = tuple(column.key for column in table.columns if not column.primary_key)
+    sql, order, process = rollups._upsert_sql(dialect, table, keys, counters, 1)
+    return Prepared(sql, order, {f"{name}_0": convert for name, convert in process.items()}, {})
+
+
+@functools.lru_cache(maxsize=8)
+def _statements(dialect: sa.Dialect) -> _Statements:
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"unsupported database {dialect.name!r}")  # pragma: no cover
+    insert_visit = sa.insert(_VISITS).returning(_VISITS.c.id)
+    insert_visit = insert_visit.values({name: sa.bindparam(name) for name in _VISIT_COLUMNS})
+    add_trial = (
+        sa.update(_VARIANTS)
+        .where(_VARIANTS.c.id == sa.bindparam("variant_id"))
+        .values(trials=_VARIANTS.c.trials + 1)
+    )
+    other_of_send = (
+        sa.select(_VISITS.c.id)
+        .where(_VISITS.c.send_id == sa.bindparam("send_id"), _VISITS.c.id != sa.bindparam("id"))
+        .limit(1)
+    )
+    other_from_group = (
+        sa.select(_VISITS.c.id)
+        .where(
+            _VISITS.c.visitor_id == sa.bindparam("visitor_id"),
+            _VISITS.c.source_group_id == sa.bindparam("group_id"),
+            _VISITS.c.id != sa.bindparam("id"),
+        )
+        .limit(1)
+    )
+    lock_send = (
+        sa.select(_SENDS.c.status, *(_SENDS.c[column.key] for column in SEND_KEY_COLUMNS))
+        .where(_SENDS.c.id == sa.bindparam("send_id"))
+        .with_for_update(key_share=True)
+    )
+    tables = (SendRollup, VisitRollup, GroupRollup, RecruiterRollup)
+    return _Statements(
+        lock_send=prepare(lock_send, dialect),
+        insert_visit=prepare(insert_visit, dialect),
+        add_trial=prepare(add_trial, dialect),
+        other_visit_of_send=prepare(other_of_send, dialect),
+        other_visit_from_group=prepare(other_from_group, dialect),
+        upserts={
+            model.__tablename__: _one_row_upsert(dialect, model.__table__) for model in tables
+        },
+    )
+
+
+def cursor_of(connection: Any) -> Any:
+    """A DBAPI cursor on ``connection`` (a SQLAlchemy or pooled DBAPI connection), inside its
+    transaction (tests wrap this to watch the statements)."""
+    raw = connection.connection if isinstance(connection, sa.Connection) else connection
+    return raw.cursor()
+
+
+@dataclass(frozen=True)
+class NewVisit:
+    """A landing view to record: who, which landing variant, what attributed it, when."""
+
+    visitor_id: str
+    landing_variant_id: int | None
+    created_at: datetime
+    source_group_id: int | None = None
+    recruiter_id: int | None = None
+    send_id: int | None = None
+    share_variant_id: int | None = None
+
+
+def record_visit(session: so.Session, visit: NewVisit) -> int:
+    """Insert the visit, count its trial and its rollup increments in the session's
+    transaction; returns the visit id. The caller commits."""
+    connection = session.connection()
+    cursor = cursor_of(connection)
+    try:
+        with sqlalchemy_errors(connection.dialect):
+            return _write(cursor, _statements(connection.dialect), visit)
+    finally:
+        cursor.close()
+
+
+def record_visit_committed(
+    engine: sa.Engine, visit: NewVisit, *, checkpoint_seconds: float = 0.0
+) -> int:
+    """The same write in a transaction of its own on a pooled connection, committed before it
+    returns the visit id (rolled back, and the error raised, if anything fails).
+
+    The landing view's write needs no ORM session: its bookkeeping (begin, commit, close) costs
+    more than the write itself, and on SQLite the lock is held throughout. Here the lock is
+    taken by ``BEGIN IMMEDIATE`` right before the first statement and released by the commit;
+    landing writers queue for it in turn (:func:`~variants.landing_sqlite.write_turn`), and
+    with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
+    (:func:`~variants.landing_sqlite.checkpoint_in_background`).
+    """
+    raw = engine.raw_connection()
+    cursor = None
+    try:
+        with sqlalchemy_errors(engine.dialect):
+            if checkpoint_seconds > 0:
+                landing_sqlite.checkpoint_in_background(engine, raw, checkpoint_seconds)
+            with landing_sqlite.write_turn(engine):
+                cursor = cursor_of(raw)
+                if engine.dialect.name == "sqlite":
+                    # The driver runs in autocommit mode (engine.db): the transaction is ours.
+                    cursor.execute("BEGIN IMMEDIATE")
+                visit_id = _write(cursor, _statements(engine.dialect), visit)
+                raw.commit()
+        return visit_id
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        if cursor is not None:
+            cursor.close()
+        raw.close()
+
+
+@contextmanager
+def sqlalchemy_errors(dialect: sa.Dialect) -> Iterator[None]:
+    """Raise the driver's errors as SQLAlchemy's (``IntegrityError``, ``OperationalError``…),
+    as SQLAlchemy's own execution does, so callers and the app's error handlers (a locked
+    database is a 503) see the exceptions they expect."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            None, None, error, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from error
+
+
+def _write(cursor: Any, statements: _Statements, visit: NewVisit) -> int:
+    send = None
+    if visit.send_id is not None:  # locked first: the rollups' lock order
+        row = statements.lock_send.fetch_row(cursor, {"send_id": visit.send_id})
+        send = send_key(*row) if row is not None else None
+    values = {name: getattr(visit, name) for name in _VISIT_COLUMNS}
+    visit_id = statements.insert_visit.run(cursor, values).fetchone()[0]
+    variant_id, now = visit.landing_variant_id, visit.created_at
+    if variant_id is not None:
+        statements.add_trial.run(cursor, {"variant_id": variant_id})
+    # Each upsert lists every counter of its table; those this visit does not move add 0.
+    upserts: list[tuple[str, dict[str, Any]]] = []
+    if send is not None:
+        other = statements.other_visit_of_send.run(
+            cursor, {"send_id": visit.send_id, "id": visit_id}
+        )
+        if other.fetchone() is None:
+            upserts.append(("send_rollups", _send_row(send)))
+    if variant_id is not None:
+        row = {"landing_variant_id": variant_id, "visit_hour": hour_of(now)}
+        upserts.append(("visit_rollups", {**row, "visits": 1, "signups": 0, "groups_ticked": 0}))
+    if visit.source_group_id is not None:
+        other = statements.other_visit_from_group.run(
+            cursor,
+            {"visitor_id": visit.visitor_id, "group_id": visit.source_group_id, "id": visit_id},
+        )
+        if other.fetchone() is None:
+            row = {"group_id": visit.source_group_id, "day": day_of(now), "visitors_sent": 1}
+            upserts.append(("group_rollups", {**row, **_ZERO_GROUP}))
+    if visit.recruiter_id is not None:
+        row = {"recruiter_id": visit.recruiter_id, "day": day_of(now), "visits": 1}
+        upserts.append(("recruiter_rollups", {**row, "friends": 0}))
+    for table, values in upserts:  # already in the rollups' table order
+        statements.upserts[table].run(cursor, {f"{name}_0": v for name, v in values.items()})
+    return visit_id
+
+
+_VISIT_COLUMNS = (
+    "visitor_id",
+    "landing_variant_id",
+    "source_group_id",
+    "recruiter_id",
+    "send_id",
+    "share_variant_id",
+    "created_at",
+)
+_ZERO_GROUP = {"contacts_generated": 0, "contacts_received": 0}
+_SEND_COUNTERS = [c.key for c in SendRollup.__table__.columns if not c.primary_key]
+
+
+def _send_row(send: tuple[Any, ...]) -> dict[str, Any]:
+    mailing_id, subject_id, body_id, share_id, hour = send
+    return {
+        "mailing_id": mailing_id,
+        "subject_variant_id": subject_id,
+        "body_variant_id": body_id,
+        "share_variant_id": share_id,
+        "sent_hour": hour,
+        **{name: 0 for name in _SEND_COUNTERS},
+        "visited": 1,
+    }
