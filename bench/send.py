@@ -10,7 +10,11 @@ One run, side by side:
 - **baseline**: the same request bodies, built beforehand, only posted with the same client.
 
 The simulator runs as its own process (``resistry simulator --no-webhook``), as in production
-SendGrid is another machine; it still plans every recipient's events, for both runs alike.
+SendGrid is another machine. Like SendGrid it answers 202 once a request is read and valid, and
+generates each recipient's events afterwards, on its delivery side; without a webhook that
+happens when the stats are asked for at the end, timed and shown as a figure of its own, so the
+simulator's work is neither hidden nor charged to either run. Both runs post to the same
+simulator process, with the same client, bodies of the same sizes.
 Targets: ≥ 10,000 emails per second and ≥ 0.5× the baseline's rate.
 
     .venv/bin/python bench/send.py [--recipients 100000] [--quick]
@@ -146,7 +150,7 @@ def start_simulator(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def simulator_stats(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/stats", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/stats", timeout=600) as response:
         return json.load(response)
 
 
@@ -209,6 +213,7 @@ def main(argv: list[str]) -> int:
 
 
 def measure(settings: Settings, recipients: int, port: int) -> list[Figure]:
+    load = os.getloadavg()[0]  # other work on the machine shifts every figure
     engine = create_db_engine(settings)
     sessions = session_factory(engine)
     renderers = Renderers(compile_body=rendering.compile_body, render_text=rendering.render_text)
@@ -234,12 +239,20 @@ def measure(settings: Settings, recipients: int, port: int) -> list[Figure]:
         if baseline_client.post(body).outcome != "accepted":
             raise RuntimeError("the baseline request was not accepted")
     baseline_seconds = time.perf_counter() - started
-    accepted = simulator_stats(port)["messages_accepted"]
     stub_seconds = time_with_stub(settings, renderers)
+    started = time.perf_counter()
+    stats = simulator_stats(port)  # generates the events of every message accepted so far
+    events_seconds = time.perf_counter() - started
+    accepted = stats["messages_accepted"]
+    if accepted != 2 * recipients or not stats["events_generated"]:
+        raise RuntimeError(f"the simulator accepted {accepted:,} messages: {stats}")
     rate = recipients / mailing_seconds
     baseline = recipients / baseline_seconds
     stubbed = recipients / stub_seconds
-    note = f"{len(client.bodies)} requests; simulator accepted {accepted:,} messages in all"
+    note = (
+        f"{len(client.bodies)} requests; simulator accepted {accepted:,} messages in all; "
+        f"load average {load:.1f} at start on {os.cpu_count()} CPUs"
+    )
     return [
         Figure(
             "mailing emails/s", rate, "1/s", f">= {TARGET_RATE:,.0f}", rate >= TARGET_RATE, note
@@ -251,7 +264,8 @@ def measure(settings: Settings, recipients: int, port: int) -> list[Figure]:
             "1/s",
             "our side alone",
             True,
-            "same mailing, a client answering 202 at once: plan, render, DB, no HTTP",
+            "a second mailing to the same recruiters, to a client answering 202 at once: "
+            "plan, render, DB, no HTTP",
         ),
         Figure(
             "mailing / baseline",
@@ -261,6 +275,14 @@ def measure(settings: Settings, recipients: int, port: int) -> list[Figure]:
             rate / baseline >= TARGET_RATIO,
         ),
         Figure("mailing seconds", mailing_seconds, "s", f"{recipients:,} recipients", True),
+        Figure(
+            "simulator event generation /s",
+            accepted / events_seconds,
+            "1/s",
+            "reference",
+            True,
+            f"{stats['events_generated']:,} events for both runs' messages, after the 202s",
+        ),
     ]
 
 

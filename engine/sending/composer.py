@@ -12,19 +12,19 @@ pass SendGrid's 10,000-byte limit gets a request of their own with fully rendere
 are rendered per recipient by Jinja and sent as each personalization's ``subject``.
 
 Custom args name the send and its variants; categories carry only experiment/variant keys.
+Which placeholders can travel as tags, and the filling of texts, live in
+:mod:`engine.sending.placeholders`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jinja2
-from jinja2 import nodes
 from markupsafe import escape
 
+from engine.sending.placeholders import TextFiller, TextRenderer, placeholder_usage, tag
 from engine.settings import SendGridSettings
 
 CATEGORY = "recruiter-mailing"
@@ -45,7 +45,6 @@ class CompiledBodyLike(Protocol):
 
 # Injected by the assembly points (CLI, scheduler, tests): engine never imports variants.
 BodyCompiler = Callable[[str, str], CompiledBodyLike]  # (mjml_source, variant_name)
-TextRenderer = Callable[[str, Mapping[str, object], str], str]  # (template, context, name)
 
 
 @dataclass(frozen=True)
@@ -86,37 +85,6 @@ class ComposedRequest:
     send_ids: list[int]
 
 
-_TAG_PATTERN = re.compile(r"%rs\.(\w+)%")
-
-
-def tag(name: str) -> str:
-    """The substitution tag that stands for placeholder ``name`` in a shared body."""
-    return f"%rs.{name}%"
-
-
-def placeholder_usage(source: str) -> tuple[frozenset[str], frozenset[str]]:
-    """Split the names a template uses into (bare, dynamic).
-
-    Bare names are only ever printed as ``{{ name }}``, so a substitution tag can stand in for
-    them; dynamic names are used any other way and must be filled with their real values.
-    Raises ``jinja2.TemplateSyntaxError`` for a template that does not parse.
-    """
-    tree = jinja2.Environment().parse(source)
-    used = frozenset(name.name for name in tree.find_all(nodes.Name))
-    if any(tree.find_all((nodes.ScopedEvalContextModifier, nodes.EvalContextModifier))):
-        return frozenset(), used  # autoescape switched inside the template: fill for real
-    bare: set[str] = set()
-    for output in tree.find_all(nodes.Output):
-        bare.update(child.name for child in output.nodes if isinstance(child, nodes.Name))
-    dynamic = {
-        name.name
-        for node in tree.find_all(nodes.Expr)
-        if not isinstance(node, nodes.Name)
-        for name in node.find_all(nodes.Name)
-    }
-    return frozenset(bare - dynamic), frozenset(dynamic)
-
-
 @dataclass
 class PreparedBody:
     """A body variant compiled once, with the placeholders its shared HTML can carry as tags."""
@@ -126,6 +94,13 @@ class PreparedBody:
     substituted: frozenset[str]
     dynamic: frozenset[str]
     _html: dict[tuple[object, ...], str] = field(default_factory=dict)
+    # Worked out once, used for every recipient: (name, tag) and dynamic names, in name order.
+    tags: tuple[tuple[str, str], ...] = field(init=False)
+    dynamic_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tags = tuple((name, tag(name)) for name in sorted(self.substituted))
+        self.dynamic_names = tuple(sorted(self.dynamic))
 
 
 class Composer:
@@ -144,7 +119,10 @@ class Composer:
         self._mailing_id = str(mailing_id)
         self._asm_group_id = asm_group_id
         self._bodies: dict[int, PreparedBody] = {}
-        self._texts: dict[tuple[str, str], list[str]] = {}
+        self._texts = TextFiller(renderers.render_text)
+        self._escaped_preheaders: dict[str, str] = {}
+        mailto = sendgrid.unsubscribe_mailto
+        self._mailto = f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
 
     def body(self, arm: Arm) -> PreparedBody:
         """The body variant compiled once (MJML → HTML), cached for the run.
@@ -160,35 +138,9 @@ class Composer:
         return prepared
 
     def text(self, template: str, context: Mapping[str, object], name: str) -> str:
-        """Fill a subject, preheader or share text for one recipient.
-
-        Jinja renders each template once, with tags for the placeholders it prints bare; each
-        recipient then costs one join of the pieces with their values (same result, ~1 µs).
-        A template that uses a placeholder any other way is rendered by Jinja every time.
-        Raises the renderer's ``TemplateError`` for a template it refuses.
-        """
-        if "{" not in template:
-            return template
-        pieces = self._texts.get((template, name))
-        if pieces is None:
-            pieces = self._texts[(template, name)] = self._text_pieces(template, context, name)
-        if not pieces:
-            return self._renderers.render_text(template, context, name)
-        return "".join(
-            piece if i % 2 == 0 else str(context[piece]) for i, piece in enumerate(pieces)
-        )
-
-    def _text_pieces(self, template: str, context: Mapping[str, object], name: str) -> list[str]:
-        """Literal text and placeholder names, alternating; empty when not splittable."""
-        try:
-            bare, dynamic = placeholder_usage(template)
-        except jinja2.TemplateSyntaxError:
-            return []  # let the renderer report it with the variant's name
-        if dynamic:
-            return []
-        tagged = {**context, **{placeholder: tag(placeholder) for placeholder in bare}}
-        pieces = _TAG_PATTERN.split(self._renderers.render_text(template, tagged, name))
-        return pieces if all(p in bare for p in pieces[1::2]) else []
+        """Fill a subject, preheader or share text for one recipient (see
+        :meth:`engine.sending.placeholders.TextFiller.text`)."""
+        return self._texts.text(template, context, name)
 
     def fill_texts(self, recipient: Recipient, subject: Arm, share: Arm | None) -> None:
         """Render the recipient's share text (into the context), subject and preheader."""
@@ -235,25 +187,34 @@ class Composer:
         self, prepared: PreparedBody, recipient: Recipient, preheader_varies: bool
     ) -> tuple[str, dict[str, str]]:
         context = recipient.context
-        substitutions = {tag(name): _escaped(context[name]) for name in prepared.substituted}
+        substitutions = {key: _escaped(context[name]) for name, key in prepared.tags}
         if preheader_varies:
-            substitutions[tag(PREHEADER)] = str(escape(recipient.preheader))
-        key: tuple[object, ...] = tuple((name, context[name]) for name in sorted(prepared.dynamic))
-        preheader = tag(PREHEADER) if preheader_varies else str(escape(recipient.preheader))
-        size = sum(len(k) + len(v) for k, v in substitutions.items())
+            preheader = tag(PREHEADER)
+            substitutions[preheader] = str(escape(recipient.preheader))
+        else:
+            preheader = self._escaped_preheader(recipient.preheader)
+        # A character takes at most 4 bytes: count bytes only when the characters come near.
+        size = sum(map(len, substitutions)) + sum(map(len, substitutions.values()))
         if size > MAX_SUBSTITUTION_BYTES // 4 and (
             sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
             > MAX_SUBSTITUTION_BYTES
         ):
             html = prepared.compiled.render(context)
             return _with_preheader(html, str(escape(recipient.preheader))), {}
-        key = (*key, preheader)
+        key = (*[context[name] for name in prepared.dynamic_names], preheader)
         html = prepared._html.get(key)
         if html is None:
-            filled = {**context, **{name: tag(name) for name in prepared.substituted}}
+            filled = {**context, **{name: tag_ for name, tag_ in prepared.tags}}
             html = _with_preheader(prepared.compiled.render(filled), preheader)
             prepared._html[key] = html
         return html, substitutions
+
+    def _escaped_preheader(self, preheader: str) -> str:
+        """A preheader shared by recipients, escaped once."""
+        escaped = self._escaped_preheaders.get(preheader)
+        if escaped is None:
+            escaped = self._escaped_preheaders[preheader] = str(escape(preheader))
+        return escaped
 
     def _request_body(
         self,
@@ -262,15 +223,12 @@ class Composer:
         variant_args: Mapping[str, str],
         members: Sequence[tuple[Recipient, dict[str, str]]],
     ) -> dict[str, Any]:
-        mailto = self._sendgrid.unsubscribe_mailto
+        mailto = self._mailto
         personalizations = []
         for recipient, substitutions in members:
             to: dict[str, str] = {"email": recipient.email}
             if recipient.first_name:
                 to["name"] = recipient.first_name
-            unsubscribe = f"<{recipient.context['unsubscribe_url']}>"
-            if mailto:
-                unsubscribe += f", <mailto:{mailto}?subject=unsubscribe>"
             personalization: dict[str, Any] = {
                 "to": [to],
                 "subject": recipient.subject,
@@ -280,7 +238,7 @@ class Composer:
                     **variant_args,
                 },
                 "headers": {
-                    "List-Unsubscribe": unsubscribe,
+                    "List-Unsubscribe": f"<{recipient.context['unsubscribe_url']}>{mailto}",
                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 },
             }

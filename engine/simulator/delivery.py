@@ -130,14 +130,6 @@ class WebhookDelivery:
                 events_pending=pending,
             )
 
-    def run(self, stop: threading.Event) -> None:
-        """Deliver due events every ``batch_interval_seconds`` until ``stop`` is set."""
-        while not stop.wait(self.settings.batch_interval_seconds):
-            try:
-                self.deliver_due()
-            except Exception:  # the thread must survive a bad batch; the next tick retries
-                log.exception("simulator: webhook delivery failed")
-
     # --- internals ---------------------------------------------------------------------------
 
     def _push(self, due: float, event: dict[str, Any]) -> None:

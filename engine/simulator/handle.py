@@ -53,7 +53,7 @@ class SimulatorHandle:
         if auto_deliver and service.delivery.webhook_url is not None:
             self._threads.append(
                 threading.Thread(
-                    target=service.delivery.run,
+                    target=service.run_delivery,
                     args=(self._stop,),
                     name="simulator-webhook",
                     daemon=True,
@@ -87,15 +87,18 @@ class SimulatorHandle:
 
     def flush(self) -> int:
         """Post every pending event now (ignoring due times); returns the events delivered."""
-        return self._service.delivery.flush()
+        return self._service.flush()
 
     def deliver_due(self) -> int:
-        """Post only the events due by the simulator's clock; returns the events delivered."""
-        return self._service.delivery.deliver_due()
+        """Post only the events due by the simulator's clock; returns the events delivered.
+
+        Events of accepted requests are generated first (SendGrid works after the 202).
+        """
+        return self._service.deliver_due()
 
     def drain_events(self) -> list[dict[str, Any]]:
         """Remove and return every pending event, in due order (for runs without a webhook)."""
-        return self._service.delivery.drain()
+        return self._service.drain()
 
     def stats(self) -> dict[str, int]:
         """Requests, messages accepted, events generated, delivered, pending, dropped."""
@@ -116,6 +119,7 @@ class SimulatorHandle:
         self._server.server_close()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._service.planner.discard()
 
     def __enter__(self) -> SimulatorHandle:
         return self
@@ -148,7 +152,8 @@ def start_simulator(
     """
     config = settings.simulator
     truth = true_rates or load_true_rates(_true_rates_path(settings))
-    seeds = np.random.SeedSequence(config.seed if seed is None else seed).spawn(2)
+    # Events, delivery order, message ids: one stream each, so none depends on the others' timing.
+    seeds = np.random.SeedSequence(config.seed if seed is None else seed).spawn(3)
     time_scale = config.time_scale if time_scale is None else time_scale
     if time_scale <= 0:
         raise ValueError("time_scale must be > 0")
@@ -169,6 +174,7 @@ def start_simulator(
             truth=truth,
             delivery=delivery,
             rng=np.random.default_rng(seeds[0]),
+            message_id_rng=np.random.default_rng(seeds[2]),
             time_scale=time_scale,
             clock=clock,
         )

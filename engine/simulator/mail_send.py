@@ -9,10 +9,13 @@ personalization (merged with the message-level ones), at most 10 categories.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from engine.simulator.links import BodyLinks
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
@@ -21,7 +24,10 @@ MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_HREF = re.compile(r"""href\s*=\s*["'](https?://[^"']+)["']""", re.IGNORECASE)
+# JSON writes a character in at most 6 bytes (\uXXXX) and wraps a pair in 4 quotes, a colon
+# and a comma.
+_MAX_BYTES_PER_CHARACTER = 6
+_BYTES_AROUND_A_PAIR = 6
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,9 @@ class Recipient:
     custom_args: dict[str, str]
     categories: tuple[str, ...]
     asm_group_id: int | None
-    urls: tuple[str, ...]  # links of the HTML body after this personalization's substitutions
+    # Links of the HTML body after this personalization's substitutions, as a browser follows
+    # them (entities such as &amp; decoded): what SendGrid reports in click events.
+    urls: tuple[str, ...]
     personalization_index: int
 
 
@@ -241,7 +249,10 @@ def _check_custom_args_size(
         args = personalization.get("custom_args", {})
         if not _is_string_map(args):
             continue  # already reported
-        size = _custom_args_bytes({**message_args, **args})
+        merged = {**message_args, **args} if message_args else args
+        if _custom_args_bound(merged) < MAX_CUSTOM_ARGS_BYTES:
+            continue  # far from the limit: the exact size is not worth computing
+        size = _custom_args_bytes(merged)
         if size >= MAX_CUSTOM_ARGS_BYTES:
             errors.append(
                 error(
@@ -256,21 +267,24 @@ def _check_custom_args_size(
 
 
 def recipients(payload: dict[str, Any]) -> list[Recipient]:
-    """The recipients of a request :func:`validate` accepted, in request order."""
+    """The recipients of a request :func:`validate` accepted, in request order.
+
+    Each one's ``urls`` are the tracked links of its copy of the HTML body (after its
+    substitutions), decoded as a browser decodes attribute values.
+    """
     message_args = payload.get("custom_args") or {}
     categories = tuple(payload.get("categories") or ())
     asm = payload.get("asm")
     asm_group_id = asm.get("group_id") if isinstance(asm, dict) else None
-    html = next(
+    body = next(
         (b["value"] for b in payload.get("content") or () if b.get("type") == "text/html"), ""
     )
+    links = BodyLinks(body)
     result = []
     for index, personalization in enumerate(payload["personalizations"]):
         args = {**message_args, **(personalization.get("custom_args") or {})}
-        body = html
-        for key, value in (personalization.get("substitutions") or {}).items():
-            body = body.replace(str(key), str(value))
-        urls = tuple(dict.fromkeys(_HREF.findall(body)))
+        found = links.urls(personalization.get("substitutions") or {})
+        urls = tuple(dict.fromkeys(html.unescape(url) for url in found))
         for kind in ("to", "cc", "bcc"):
             for address in personalization.get(kind) or ():
                 result.append(
@@ -286,6 +300,15 @@ def recipients(payload: dict[str, Any]) -> list[Recipient]:
     return result
 
 
+def recipient_count(payload: dict[str, Any]) -> int:
+    """Addresses (to + cc + bcc) of a request :func:`validate` accepted: one message each."""
+    return sum(
+        len(personalization.get(kind) or ())
+        for personalization in payload["personalizations"]
+        for kind in ("to", "cc", "bcc")
+    )
+
+
 def is_sandbox(payload: dict[str, Any]) -> bool:
     """Sandbox mode: SendGrid validates, answers 200 and sends nothing."""
     settings = payload.get("mail_settings") or {}
@@ -295,6 +318,12 @@ def is_sandbox(payload: dict[str, Any]) -> bool:
 
 def _custom_args_bytes(args: dict[str, str]) -> int:
     return len(json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _custom_args_bound(args: dict[str, str]) -> int:
+    """An upper bound of :func:`_custom_args_bytes`, without encoding anything."""
+    characters = sum(len(key) + len(value) for key, value in args.items())
+    return 2 + _MAX_BYTES_PER_CHARACTER * characters + _BYTES_AROUND_A_PAIR * len(args)
 
 
 def _is_string_map(value: Any) -> bool:

@@ -1,19 +1,15 @@
 """The simulator's HTTP side: SendGrid's ``POST /v3/mail/send`` and a loopback control API.
 
 Mail Send behaves like SendGrid for what Resistry uses: Bearer API key (401), injected
-429/5xx and slow answers, SendGrid-shaped 400 errors, 202 with ``X-Message-Id``. Control API
-(loopback callers only): ``POST /_sim/fail`` ``{"status", "count", "retry_after"}``,
-``POST /_sim/slow`` ``{"seconds", "count"}``, ``POST /_sim/flush``, ``POST /_sim/drain``,
-``GET /_sim/stats``.
+429/5xx and slow answers, SendGrid-shaped 400 errors, 202 with ``X-Message-Id``. The control
+API is described in :mod:`engine.simulator.control`.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -26,14 +22,14 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from engine.simulator import mail_send
+from engine.simulator import control, mail_send
+from engine.simulator.control import json_response
 from engine.simulator.delivery import WebhookDelivery
-from engine.simulator.outcomes import plan_events, stamp
+from engine.simulator.planning import EventPlanner, random_ids
 from engine.simulator.truth import TrueRates
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit on a whole message
-LOOPBACK_ADDRESSES = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,8 @@ class AcceptedRequest:
 
 
 class MailSendService:
-    """What SendGrid does with Mail Send requests: check, answer, and plan the events."""
+    """What SendGrid does with Mail Send requests: check and answer them, then (after the
+    answer, on the delivery side) generate their events."""
 
     def __init__(
         self,
@@ -53,22 +50,25 @@ class MailSendService:
         truth: TrueRates,
         delivery: WebhookDelivery,
         rng: np.random.Generator,
+        message_id_rng: np.random.Generator,
         time_scale: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``rng`` draws the events, ``message_id_rng`` the X-Message-Ids: apart, the events
+        do not depend on when they are generated."""
         self.api_key = api_key
-        self.truth = truth
         self.delivery = delivery
-        self.time_scale = time_scale
-        self._rng = rng
+        self.planner = EventPlanner(truth=truth, delivery=delivery, rng=rng, time_scale=time_scale)
+        self._message_id_rng = message_id_rng
         self._clock = clock
+        self._active = 0  # Mail Send requests being answered: event generation gives way
         self._lock = threading.Lock()
         self._failures: deque[tuple[int, float | None]] = deque()
         self._slow: deque[float] = deque()
         self._requests: list[dict[str, Any]] = []
         self._accepted: list[AcceptedRequest] = []
         self._counts = dict.fromkeys(
-            ("requests", "rejected", "unauthorized", "failed", "messages", "events"), 0
+            ("requests", "rejected", "unauthorized", "failed", "messages"), 0
         )
         self.stopping = threading.Event()  # cuts injected slowness short on shutdown
 
@@ -101,7 +101,15 @@ class MailSendService:
         """Answer one ``POST /v3/mail/send``."""
         with self._lock:
             self._counts["requests"] += 1
+            self._active += 1
             delay = self._slow.popleft() if self._slow else 0.0
+        try:
+            return self._answer(request, delay)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _answer(self, request: Request, delay: float) -> Response:
         if delay:
             self.stopping.wait(delay)
         try:
@@ -139,27 +147,50 @@ class MailSendService:
         return Response(status=202, headers={"X-Message-Id": x_message_id})
 
     def accept(self, payload: dict[str, Any]) -> str:
-        """Plan and queue the events of a valid request; returns its X-Message-Id."""
-        recipients = mail_send.recipients(payload)
+        """Take a valid request: count its messages and queue it for event generation (no work
+        per recipient beyond counting). Returns its X-Message-Id."""
         now = self._clock()
         send_at = payload.get("send_at")
         start = max(now, float(send_at)) if isinstance(send_at, int) else now
-        with self._lock:
-            [x_message_id] = self._random_ids(1)
-            planned = []
-            for number, recipient in enumerate(recipients):
-                sg_message_id = f"{x_message_id}.recvd-sim-{number}.0"
-                planned += plan_events(recipient, sg_message_id, self.truth, self._rng)
-            ids = self._random_ids(len(planned))
-            events = [
-                stamp(p, start=start, time_scale=self.time_scale, sg_event_id=event_id)
-                for p, event_id in zip(planned, ids, strict=True)
-            ]
-            self._accepted.append(AcceptedRequest(x_message_id, payload, len(recipients)))
-            self._counts["messages"] += len(recipients)
-            self._counts["events"] += len(events)
-        self.delivery.schedule(events)
+        count = mail_send.recipient_count(payload)
+        with self._lock:  # ids and the planning queue in the same order
+            [x_message_id] = random_ids(self._message_id_rng, 1)
+            self._accepted.append(AcceptedRequest(x_message_id, payload, count))
+            self._counts["messages"] += count
+            self.planner.queue(payload, x_message_id, start)
         return x_message_id
+
+    def deliver_due(self) -> int:
+        """Generate the events of every accepted request, then post those due by now; returns
+        the events posted."""
+        self.planner.plan_waiting()
+        return self.delivery.deliver_due()
+
+    def flush(self) -> int:
+        """Generate every accepted request's events and post every pending event now; returns
+        the events delivered."""
+        self.planner.plan_waiting()
+        return self.delivery.flush()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Generate every accepted request's events, then remove and return every pending
+        event in due order (for runs without a webhook)."""
+        self.planner.plan_waiting()
+        return self.delivery.drain()
+
+    def run_delivery(self, stop: threading.Event) -> None:
+        """Every ``batch_interval_seconds`` until ``stop`` is set: generate events (giving way
+        to Mail Send requests being answered) and post the due ones."""
+        while not stop.wait(self.delivery.settings.batch_interval_seconds):
+            try:
+                self.planner.plan_waiting(keep_going=self._idle)
+                self.delivery.deliver_due()
+            except Exception:  # the thread must survive a bad batch; the next tick retries
+                log.exception("simulator: webhook delivery failed")
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return self._active == 0 and not self.stopping.is_set()
 
     def received_payloads(self) -> list[dict[str, Any]]:
         """Payloads of every Mail Send request received (JSON objects only), rejected included."""
@@ -172,7 +203,9 @@ class MailSendService:
             return list(self._accepted)
 
     def stats(self) -> dict[str, int]:
-        """Counters of requests, accepted messages, generated and delivered events."""
+        """Counters of requests, accepted messages, generated and delivered events (the events
+        of every accepted request are generated first)."""
+        self.planner.plan_waiting()
         with self._lock:
             counts = {
                 "requests": self._counts["requests"],
@@ -181,7 +214,7 @@ class MailSendService:
                 "unauthorized_requests": self._counts["unauthorized"],
                 "injected_failures": self._counts["failed"],
                 "messages_accepted": self._counts["messages"],
-                "events_generated": self._counts["events"],
+                "events_generated": self.planner.events_generated(),
             }
         return counts | dataclasses.asdict(self.delivery.stats())
 
@@ -195,14 +228,6 @@ class MailSendService:
             }
             return _errors(429, [mail_send.error("too many requests", None)], headers)
         return _errors(status, [mail_send.error("internal error", None)])
-
-    def _random_ids(self, count: int) -> list[str]:
-        """``count`` ids of 22 URL-safe characters (128 random bits, never a dot)."""
-        raw = self._rng.bytes(16 * count)
-        return [
-            base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode()
-            for i in range(0, len(raw), 16)
-        ]
 
 
 class SimulatorApp:
@@ -229,7 +254,7 @@ class SimulatorApp:
             if endpoint == "mail_send":
                 response = self.service.handle(request)
             else:
-                response = self._control(endpoint, request)
+                response = control.answer(self.service, endpoint, request)
         except NotFound:
             response = _errors(404, [mail_send.error("resource not found", None)])
         except HTTPException as exc:
@@ -239,62 +264,6 @@ class SimulatorApp:
             response = _errors(500, [mail_send.error("internal error", None)])
         return response(environ, start_response)
 
-    def _control(self, endpoint: str, request: Request) -> Response:
-        if request.remote_addr not in LOOPBACK_ADDRESSES:
-            return _control_error(403, "the control API answers loopback callers only")
-        service = self.service
-        if endpoint == "stats":
-            return _json(200, service.stats())
-        if endpoint == "flush":
-            return _json(200, {"delivered": service.delivery.flush()})
-        if endpoint == "drain":
-            return _json(200, {"events": service.delivery.drain()})
-        try:  # any content type: curl users should not need -H for a demo
-            body = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            return _control_error(400, "the body must be a JSON object")
-        try:
-            count = _number(body, "count", 1, int)
-            if endpoint == "fail":
-                retry_after = _number(body, "retry_after", None, float)
-                service.inject_failure(_number(body, "status", _REQUIRED, int), count, retry_after)
-            else:
-                service.inject_slow(_number(body, "seconds", _REQUIRED, float), count)
-        except ValueError as exc:
-            return _control_error(400, str(exc))
-        return _json(200, {"injected": count})
-
-
-_REQUIRED = object()
-
-
-def _number(body: dict[str, Any], key: str, default: Any, kind: type) -> Any:
-    """``body[key]`` as ``kind``; ``default`` when absent (``_REQUIRED``: raise ValueError)."""
-    value = body.get(key)
-    if value is None:
-        if default is _REQUIRED:
-            raise ValueError(f"{key} is required")
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number")
-    if kind is int and value != int(value):
-        raise ValueError(f"{key} must be a whole number")
-    return kind(value)
-
 
 def _errors(status: int, errors: list[dict[str, Any]], headers: dict | None = None) -> Response:
-    return _json(status, mail_send.error_body(errors), headers)
-
-
-def _control_error(status: int, message: str) -> Response:
-    return _json(
-        status, {"error": "Bad Request" if status == 400 else "Forbidden", "message": message}
-    )
-
-
-def _json(status: int, body: Any, headers: dict | None = None) -> Response:
-    return Response(
-        json.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
+    return json_response(status, mail_send.error_body(errors), headers)

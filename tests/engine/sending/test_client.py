@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +140,43 @@ def test_a_refused_api_key_raises(sim_settings: Settings, simulator: SimulatorHa
     client, _ = client_for(sim_settings, simulator, api_key="SG.wrong")
     with pytest.raises(SendGridAuthError, match="401"):
         client.post(request_body())
+
+
+def test_bodies_go_out_once_encoded_as_utf8_json_and_arrive_intact(
+    sim_settings: Settings, simulator: SimulatorHandle
+) -> None:
+    body = request_body(2)
+    body["personalizations"][0]["to"][0]["name"] = "Zoë 😀"
+    body["content"][0]["value"] = '<p>Bonjour · ¡hola! "quoted" \\ </p>'
+    seen: list[tuple[str, bytes]] = []
+
+    class Capture(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.headers["Content-Type"], data))
+            self.send_response(202)
+            self.send_header("X-Message-Id", "captured")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Capture)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        section = {"host": f"http://127.0.0.1:{server.server_port}"}
+        client = MailClient(sim_settings.replace(sendgrid=section).sendgrid)
+        assert client.post(body).x_message_id == "captured"
+    finally:
+        thread.join(timeout=5)
+        server.server_close()
+    [(content_type, data)] = seen
+    assert content_type == "application/json; charset=utf-8"
+    assert json.loads(data.decode("utf-8")) == body
+    assert "Zoë 😀".encode() in data  # UTF-8 on the wire, not \u escapes
+
+    client, _ = client_for(sim_settings, simulator)  # and SendGrid's side reads the same
+    assert client.post(body).outcome == "accepted"
+    assert simulator.requests == [body]

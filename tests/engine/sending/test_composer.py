@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.sending.composer import (
-    CATEGORY,
-    Arm,
-    Composer,
-    Recipient,
-    placeholder_usage,
-    tag,
-)
+from engine.sending.composer import CATEGORY, Arm, Composer, Recipient
+from engine.sending.placeholders import placeholder_usage, tag
 from engine.settings import SendGridSettings
 from tests.engine.sending import factories
 
@@ -173,6 +167,7 @@ def test_texts_are_filled_exactly_as_jinja_would() -> None:
         "Join {{ first_name }}: {{ referral_link }} ({{ friends_count }} friends)",
         "{{ first_name|upper }} is a filter, so Jinja renders it each time",
         "No placeholders at all",
+        "100% of {{ first_name }}'s friends, 5%s off %(x)d: {{ referral_link }}",
     ]
     for i, first_name in enumerate(["Ann", "%rs.referral_link%", "<b>&", ""]):
         context = dict(recipient(i, first_name=first_name).context, share_text="")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime
 
+import pytest
 import time_machine
+from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import Signer
 
 from engine import recruiters, tokens
 from engine.sending.links import LinkSigner
@@ -44,3 +49,30 @@ def test_email_links() -> None:
         assert tokens.read(SETTINGS.secret_key, tokens.UNSUBSCRIBE, token, None) == 42
         page = signer.recruiter_page_url(5)
         assert page == recruiters.magic_link(SETTINGS, 5)
+
+
+def test_tokens_follow_the_clock_from_one_second_to_the_next() -> None:
+    signer = LinkSigner(SETTINGS)
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False) as clock:
+        first = signer.sign(tokens.SEND, 42)
+        clock.shift(1)
+        second = signer.sign(tokens.SEND, 42)
+        assert second == tokens.sign(SETTINGS.secret_key, tokens.SEND, 42)
+    assert first != second
+
+
+def test_an_itsdangerous_that_signs_differently_is_followed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should itsdangerous change how it signs, the signer uses it rather than its shortcut."""
+
+    def sha256_signature(self: Signer, value: bytes) -> bytes:
+        key = self.derive_key()
+        return base64_encode(hmac.new(key, value, hashlib.sha256).digest())
+
+    monkeypatch.setattr(Signer, "get_signature", sha256_signature)
+    signer = LinkSigner(SETTINGS)
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False):
+        token = signer.sign(tokens.UNSUBSCRIBE, 7)
+        assert token == tokens.sign(SETTINGS.secret_key, tokens.UNSUBSCRIBE, 7)
+        assert len(token.rsplit(".", 1)[1]) == 43  # a SHA-256 signature

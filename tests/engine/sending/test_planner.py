@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -73,6 +73,12 @@ def test_suppressed_addresses_are_left_out(session: so.Session, settings: Settin
     result = plan(session, settings)
     assert result.recruiter_ids == [recruiters[2].id, recruiters[4].id]
     assert result.suppressed == 2
+    # A lifted suppression (a resubscribe) no longer keeps the address out.
+    suppressions.lift(session, "r1@example.org", "asm:101", NOW + timedelta(hours=1))
+    session.flush()
+    again = plan(session, settings)
+    assert again.recruiter_ids == [recruiters[1].id, recruiters[2].id, recruiters[4].id]
+    assert again.suppressed == 1
 
 
 def test_running_beats_promoted_and_the_oldest_running_is_used(session: so.Session) -> None:

@@ -257,3 +257,16 @@ def test_any_odd_shape_is_a_400_never_a_500(
 
 def test_a_non_object_body_is_a_400() -> None:
     assert validate([1, 2])[0]["field"] is None
+
+
+def test_the_custom_args_limit_counts_bytes_not_characters() -> None:
+    def with_note(characters: int) -> dict:
+        body = mail(1)
+        body["personalizations"][0]["custom_args"] = {"send_id": "1", "note": "é" * characters}
+        return body
+
+    # {"send_id":"1","note":"…"} is 25 bytes around the note; "é" is 2 bytes in UTF-8.
+    assert validate(with_note(4987)) == []  # 9,999 bytes, 4,987 characters
+    [error] = validate(with_note(4988))  # 10,001 bytes
+    assert error["field"] == "personalizations.0.custom_args"
+    assert "10001 bytes" in error["message"]
