@@ -18,7 +18,8 @@ install: $(INSTALLED)
 
 # Debian's Chromium for the browser tests (a test tool's own browser download cannot work here).
 browser:
-	@bash .ci/ensure-chromium
+	@bash .ci/ensure-tool chromium chromium "the browser tests"
+
 
 # Upgrade the embedded SQLite database, load the demo once, start the whole loop.
 run: install
@@ -29,7 +30,9 @@ run: install
 test: install browser
 	$(BIN)/python -m pytest
 
+# wrk drives the landing benchmark (a Python load generator would compete for the 2 cores).
 bench: install
+	@bash .ci/ensure-tool wrk wrk "the landing benchmark"
 	$(BIN)/python bench/run_all.py
 
 lint: install

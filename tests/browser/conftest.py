@@ -2,7 +2,7 @@
 
 The server runs against a migrated temporary SQLite database with committed data (a browser
 cannot share the rolled-back test transaction). Chromium is Debian's ``/usr/bin/chromium``
-(``make test`` installs it through ``.ci/ensure-chromium``); without it the browser tests skip,
+(``make test`` installs it through ``.ci/ensure-tool``); without it the browser tests skip,
 except on CI (``CI=true``) where they fail.
 """
 
