@@ -1,14 +1,26 @@
 """Data for the ingestion benchmark: a fresh database, sends to attribute to, signed batches.
 
-Events follow what SendGrid reports about recruiter mailings: processed and delivered for nearly
-all, opens (40 % Apple MPP machine opens), human clicks, scanner clicks seconds after delivery,
-and the occasional deferral, bounce or block, unsubscribe and spam report; about 1 % of each batch
-re-sends events of earlier batches, as SendGrid's retries do.
+The event stream imitates what SendGrid posts while a large recruiter mailing goes out:
+
+- sends leave at a steady pace (one every half second, spread over hours, in send id order);
+- each email's story follows what SendGrid reports: processed, delivered (or a deferral, a bounce
+  or a block), opens for 60 % of the delivered (40 % of them Apple MPP machine opens), human
+  clicks, scanner clicks seconds after delivery, and the occasional unsubscribe, group
+  unsubscribe and spam report; opens and clicks come minutes to hours later;
+- SendGrid batches by time, not by email, and does not keep order: events are posted in time
+  order with up to 30 s of disorder, starting after the first hour, so every batch mixes
+  deliveries of recent sends with opens and clicks of older ones (a steady state, not a ramp);
+- ``sg_event_id`` looks like SendGrid's (base64 of type, counter and a random part: no order a
+  B-tree could exploit), and 7 % of each batch are duplicates: events posted again in the same
+  batch or re-sent from the previous two batches, as SendGrid's retries do.
 """
 
 from __future__ import annotations
 
+import base64
 import random
+import string
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +31,18 @@ from webhooks import wire
 
 POSTGRES_DATABASE = "resistry_bench_ingest"
 BATCH = 1000
+DUPLICATE_SHARE = 0.07
 T0 = 1_795_000_000
+SEND_INTERVAL_SECONDS = 0.5
+RAMP_SECONDS = 3600  # opens and clicks trail deliveries by hours: skip the first hour's ramp
+DISORDER_SECONDS = 30.0
 RAW_EVENTS = sa.Table(
     "bench_raw_events",
     sa.MetaData(),
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("body", sa.Text, nullable=False),
 )
+_RANDOM_CHARS = string.ascii_letters + string.digits + "-_"
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,17 @@ class SendRow:
     x_message_id: str
     mailing_id: int
     variants: tuple[int, int, int]
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Signed request bodies (with headers) and what they hold."""
+
+    bodies: list[tuple[bytes, dict[str, str]]]
+    unique_events: int
+    posted_events: int
+    types: Counter[str]
 
 
 def prepare_database(backend: str, workdir: Path, postgres_server: str) -> str:
@@ -66,8 +94,16 @@ def _settings(url: str) -> Any:
     )
 
 
+def sends_needed(batches: int) -> int:
+    """Sends whose events cover ``batches`` batches after the ramp (about 2.3 events each)."""
+    return int(batches * BATCH / 2.0) + int(RAMP_SECONDS / SEND_INTERVAL_SECONDS)
+
+
 def seed_sends(url: str, count: int) -> list[SendRow]:
-    """Experiments, one mailing and ``count`` sent emails (1,000 per SendGrid request)."""
+    """Experiments, one mailing and ``count`` sent emails (1,000 per SendGrid request), sent one
+    every half second from ``T0``."""
+    from datetime import UTC, datetime
+
     from engine.db import create_db_engine
     from engine.models import Contact, Experiment, Mailing, Recruiter, Send, Variant, utcnow
 
@@ -102,8 +138,10 @@ def seed_sends(url: str, count: int) -> list[SendRow]:
             [{"contact_id": c, "code": f"c{c}", "created_at": now} for c in contact_ids],
         ).scalars()
         rows = []
+        rng = random.Random(20261120)
+        request_ids = [_x_message_id(rng) for _ in range(count // 1000 + 1)]
         for n, recruiter_id in enumerate(recruiter_ids):
-            picks = tuple(variant_ids[k][n % 3] for k in range(3))
+            picks = tuple(variant_ids[k][(n // 3**k) % 3] for k in range(3))
             rows.append(
                 {
                     "mailing_id": mailing_id,
@@ -112,8 +150,8 @@ def seed_sends(url: str, count: int) -> list[SendRow]:
                     "body_variant_id": picks[1],
                     "share_variant_id": picks[2],
                     "status": "sent",
-                    "x_message_id": f"BENCHREQ{n // 1000:06d}",
-                    "sent_at": now,
+                    "x_message_id": request_ids[n // 1000],
+                    "sent_at": datetime.fromtimestamp(T0 + n * SEND_INTERVAL_SECONDS, UTC),
                     "created_at": now,
                 }
             )
@@ -131,6 +169,7 @@ def seed_sends(url: str, count: int) -> list[SendRow]:
                     rows[n]["body_variant_id"],
                     rows[n]["share_variant_id"],
                 ),
+                rows[n]["sent_at"].timestamp(),
             )
             for n, send_id in enumerate(send_ids)
         ]
@@ -138,19 +177,30 @@ def seed_sends(url: str, count: int) -> list[SendRow]:
     return sends
 
 
-def lifecycle(send: SendRow, rng: random.Random, counter: list[int]) -> list[dict[str, Any]]:
-    """What SendGrid reports about one email: delivery, opens (some Apple MPP), clicks (some
-    by scanners), and the occasional deferral, bounce, unsubscribe or spam report."""
+def _x_message_id(rng: random.Random) -> str:
+    return "".join(rng.choices(_RANDOM_CHARS, k=22))
+
+
+def _sg_event_id(kind: str, rng: random.Random) -> str:
+    # SendGrid's ids are base64 of "<type>-<n>-<number>-<random>-<n>" (about 48-64 characters).
+    random_part = "".join(rng.choices(_RANDOM_CHARS, k=22))
+    raw = f"{kind}-0-{rng.randrange(10**8)}-{random_part}-0"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def lifecycle(send: SendRow, rng: random.Random) -> list[dict[str, Any]]:
+    """What SendGrid reports about one email, with float timestamps (seconds)."""
 
     def event(kind: str, at: float, **fields: Any) -> dict[str, Any]:
-        counter[0] += 1
         return {
             "email": send.email,
             "event": kind,
-            "timestamp": int(at),
-            "sg_event_id": f"bench-{counter[0]:010d}-{rng.getrandbits(40):010x}",
-            "sg_message_id": f"{send.x_message_id}.filterdrecv-5df7b6f8c4-2xkdg-1-{counter[0]:X}.0",
-            "smtp-id": f"<{send.x_message_id}@ismtpd-3>",
+            "timestamp": at,
+            "sg_event_id": _sg_event_id(kind, rng),
+            "sg_message_id": (
+                f"{send.x_message_id}.recvd-5df7b6f8c4-2xkdg-1-{rng.getrandbits(32):08X}-{kind[:2]}.0"
+            ),
+            "smtp-id": f"<{send.x_message_id}@geopod-ismtpd-3>",
             "category": ["recruiter", "weekly"],
             "send_id": str(send.id),
             "mailing_id": str(send.mailing_id),
@@ -160,55 +210,66 @@ def lifecycle(send: SendRow, rng: random.Random, counter: list[int]) -> list[dic
             **fields,
         }
 
-    sent = T0 + rng.uniform(0, 600)
-    events = [event("processed", sent)]
+    sent = send.sent_at
+    events = [event("processed", sent + rng.uniform(0, 2))]
     roll = rng.random()
     if roll < 0.02:
         kind = "blocked" if rng.random() < 0.5 else "bounce"
         events.append(event("bounce", sent + 5, type=kind, reason="550 5.1.1 no such user"))
         return events
-    if roll < 0.05:
+    if roll < 0.025:
+        events.append(event("dropped", sent + 2, reason="Bounced Address"))
+        return events
+    if roll < 0.06:
         events.append(event("deferred", sent + 5, attempt="1", response="421 try again later"))
     delivered = sent + rng.uniform(1, 30)
     events.append(event("delivered", delivered, response="250 2.0.0 OK", tls=1))
     if rng.random() < 0.6:
         machine = rng.random() < 0.4
-        events.append(event("open", delivered + rng.uniform(5, 20000), sg_machine_open=machine))
+        delay = rng.uniform(2, 60) if machine else rng.lognormvariate(7.5, 1.2)
+        events.append(event("open", delivered + delay, sg_machine_open=machine))
     if rng.random() < 0.03:
-        events.append(event("click", delivered + 2, url="https://resistry.example/r/abc?t=x"))
+        url = "https://resistry.example/r/abc?t=x"
+        events.append(event("click", delivered + rng.uniform(1, 8), url=url))
     if rng.random() < 0.12:
-        events.append(
-            event("click", delivered + rng.uniform(60, 40000), url="https://resistry.example/r/abc")
-        )
+        url = "https://resistry.example/r/abc"
+        events.append(event("click", delivered + rng.lognormvariate(8.0, 1.0), url=url))
     if rng.random() < 0.005:
-        events.append(event("unsubscribe", delivered + 50000))
+        events.append(event("unsubscribe", delivered + rng.lognormvariate(8.5, 1.0)))
     elif rng.random() < 0.003:
-        events.append(event("group_unsubscribe", delivered + 50000, asm_group_id=101))
+        at = delivered + rng.lognormvariate(8.5, 1.0)
+        events.append(event("group_unsubscribe", at, asm_group_id=101))
     if rng.random() < 0.002:
-        events.append(event("spamreport", delivered + 60000))
+        events.append(event("spamreport", delivered + rng.lognormvariate(9.0, 1.0)))
     return events
 
 
-def make_bodies(
-    sends: list[SendRow], batches: int, key: Any, seed: int = 20261121
-) -> tuple[list[tuple[bytes, dict[str, str]]], int]:
-    """Signed bodies of 1,000 events (about 1 % re-sent duplicates); and the unique count."""
+def make_workload(sends: list[SendRow], batches: int, key: Any, seed: int = 20261121) -> Workload:
+    """``batches`` signed bodies of 1,000 events each, 7 % of them duplicates (see above)."""
     rng = random.Random(seed)
-    counter = [0]
-    events: list[dict[str, Any]] = []
+    stream: list[tuple[float, dict[str, Any]]] = []
     for send in sends:
-        events += lifecycle(send, rng, counter)
-        if len(events) >= batches * BATCH:
-            break
-    events = events[: batches * BATCH]
-    rng.shuffle(events)
-    sent: set[str] = set()
+        for item in lifecycle(send, rng):
+            stream.append((item["timestamp"] + rng.uniform(0, DISORDER_SECONDS), item))
+    stream.sort(key=lambda pair: pair[0])
+    start = T0 + RAMP_SECONDS
+    fresh_per_batch = BATCH - round(BATCH * DUPLICATE_SHARE)
+    fresh = [item for posted, item in stream if posted >= start]
+    if len(fresh) < batches * fresh_per_batch:
+        raise ValueError(f"{len(sends)} sends do not make {batches} batches; seed more")
     bodies = []
-    for start in range(0, len(events), BATCH):
-        chunk = events[start : start + BATCH]
-        if start:  # SendGrid re-sends a few events of earlier batches
-            chunk[:10] = rng.sample(events[:start], 10)
-        sent.update(e["sg_event_id"] for e in chunk)
-        body = wire.build_body(chunk)
-        bodies.append((body, wire.signed_headers(key, body, str(T0 + start))))
-    return bodies, len(sent)
+    unique: set[str] = set()
+    types: Counter[str] = Counter()
+    recent: list[dict[str, Any]] = []
+    for number in range(batches):
+        chunk = fresh[number * fresh_per_batch : (number + 1) * fresh_per_batch]
+        pool = recent + chunk  # the previous two batches and this one
+        chunk = chunk + [rng.choice(pool) for _ in range(BATCH - len(chunk))]
+        rng.shuffle(chunk)
+        recent = (recent + chunk)[-2 * BATCH :]
+        events = [{**item, "timestamp": int(item["timestamp"])} for item in chunk]
+        unique.update(item["sg_event_id"] for item in events)
+        types.update(item["event"] for item in events)
+        body = wire.build_body(events)
+        bodies.append((body, wire.signed_headers(key, body, str(int(start) + number))))
+    return Workload(bodies, len(unique), batches * BATCH, types)

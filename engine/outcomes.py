@@ -9,6 +9,7 @@ Callers make sure each outcome is credited once per send (the ``*_at`` columns o
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -55,8 +56,9 @@ def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -
     """Credit several outcomes at once: ``credits[outcome][variant_id]`` is a count (negative
     counts take back an earlier credit, e.g. a click reclassified as a scanner's).
 
-    One UPDATE per variant, in ascending id order: concurrent transactions then lock variant
-    rows in the same order and cannot deadlock. Raises ``ValueError`` for an unknown outcome.
+    One prepared UPDATE run per variant (the driver's executemany), in ascending id order:
+    concurrent transactions then lock variant rows in the same order and cannot deadlock.
+    Raises ``ValueError`` for an unknown outcome.
     """
     for outcome in credits:
         if outcome not in OUTCOMES:
@@ -88,14 +90,31 @@ def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -
             else:
                 continue
             deltas.setdefault(variant_id, Counter())[column] += count
-    for variant_id in sorted(deltas):
-        changes = {
-            getattr(Variant, column): getattr(Variant, column) + count
-            for column, count in deltas[variant_id].items()
-            if count
-        }
-        if changes:
-            session.execute(sa.update(Variant).where(Variant.id == variant_id).values(changes))
+    rows = [
+        {"v_id": variant_id, **{f"v_{c}": deltas[variant_id][c] for c in _CREDITED_COLUMNS}}
+        for variant_id in sorted(deltas)
+        if any(deltas[variant_id].values())
+    ]
+    if rows:
+        session.connection().execute(_credit_statement(), rows)
+        # Core statements bypass the ORM: variants this session has loaded reload their counters.
+        for row in rows:
+            loaded = session.identity_map.get(so.util.identity_key(Variant, row["v_id"]))
+            if loaded is not None:
+                session.expire(loaded, list(_CREDITED_COLUMNS))
+
+
+_CREDITED_COLUMNS = ("successes", *GUARDRAIL_COUNTERS.values())
+
+
+@functools.cache
+def _credit_statement() -> sa.Update:
+    table = Variant.__table__
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("v_id"))
+        .values({c: table.c[c] + sa.bindparam(f"v_{c}") for c in _CREDITED_COLUMNS})
+    )
 
 
 def credit_sends(session: so.Session, outcome: str, sends: Iterable[Send]) -> None:

@@ -9,6 +9,7 @@ mailing a suppressed address is the costlier mistake. Addresses are compared nor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,14 +99,20 @@ def apply_changes(
         }
         for (email, scope), change in sorted(latest.items())
     ]
+    if not rows:
+        return
+    connection = session.connection()
+    statement = _upsert_statement(connection.dialect.name)
     for chunk in chunked(rows, _CHUNK):
-        session.execute(_upsert_statement(session), chunk)
+        connection.execute(statement, chunk)
 
 
-def _upsert_statement(session: so.Session) -> Any:
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    # Built once per database: SQLAlchemy then finds its compiled form without rebuilding the
+    # statement's cache key on every webhook batch.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Suppression)
+    statement = insert(Suppression.__table__)
     table = Suppression.__table__.c
     newer = sa.or_(
         statement.excluded.event_at > table.event_at,

@@ -2,34 +2,32 @@
 
 Each outcome column of :class:`~engine.models.Send` holds the earliest timestamp of its kind, so a
 late ``deferred`` never undoes ``delivered`` and a click that arrives before its ``delivered``
-still counts. Clicks are classified as human or suspected scanner (SendGrid sends no bot flag):
-a click within ``scanner_seconds_after_delivery`` of delivery, or clicks on
-``scanner_burst_links`` distinct links of one message within ``scanner_burst_seconds``. The
+still counts. Clicks are classified as human or suspected scanner (:mod:`webhooks.clicks`). The
 bandit's counters move when a send's first human open / first human click / spam report /
 unsubscribe appears (+1) or, after a reclassification, disappears (-1): once per send, in the
 caller's transaction. The report rollups of sent sends move with them, summed per bucket for the
-whole batch. Send rows are locked in id order (PostgreSQL), so concurrent batches touching one
-send apply one after the other; the lock is FOR NO KEY UPDATE, which does not conflict with the
-key-share locks that inserting events (foreign key to sends) takes, so a batch still inserting
-cannot deadlock with one applying outcomes.
+whole batch. Send rows are locked in id order (PostgreSQL, FOR NO KEY UPDATE) before the batch's
+events are inserted, so concurrent batches touching one send apply one after the other.
+
+Each kind of change is one statement per batch (send states read, sends written, clicks read
+and relabelled, variants credited, rollups added), with values in the driver's form
+(:mod:`webhooks.native`): per-row work through SQLAlchemy's type layer cost more than the SQL.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine import outcomes
-from engine.models import Event, Send
+from engine.models import Send
 from engine.reports import rollups
 from engine.settings import WebhookSettings
 from engine.suppressions import chunked
-from webhooks import native
+from webhooks import clicks, native
 from webhooks.parse import ParsedEvent
 
 _CHUNK = 2000
@@ -64,6 +62,15 @@ OUTCOME_COLUMNS = (
     "unsubscribed_at",
 )
 _VARIANT_COLUMNS = ("subject_variant_id", "body_variant_id", "share_variant_id")
+_STATE_COLUMNS = (
+    "id",
+    "mailing_id",
+    "x_message_id",
+    "status",
+    "sent_at",
+    *_VARIANT_COLUMNS,
+    *OUTCOME_COLUMNS,
+)
 
 
 def apply_outcomes(
@@ -86,41 +93,52 @@ def apply_outcomes(
     ]
     if not relevant:
         return
-    dialect = session.get_bind().dialect.name
-    encode = native.encoder(dialect)
     # Send states hold times in the driver's native form (see webhooks.native): comparable as is.
     wanted = {e.send_id for e in relevant if e.send_id}
     locked = locked or {}
     current = {send_id: locked[send_id] for send_id in wanted if send_id in locked}
     current.update(lock_sends(session, sorted(wanted - current.keys())))
     proposed = {send_id: dict(state) for send_id, state in current.items()}
-    clicked: set[int] = set()
+    new_clicks: defaultdict[int, list[ParsedEvent]] = defaultdict(list)
+    moved: set[int] = set()
     for event in relevant:
         state = proposed.get(event.send_id or 0)
-        if state is None:  # deleted meanwhile; the event stays stored
+        if state is None:  # no such send (never deleted, but never trust): the event stays stored
             continue
         if event.event_type == "click":
-            clicked.add(event.send_id or 0)
+            new_clicks[event.send_id or 0].append(event)
             continue
         column = _column_of(event)
-        at = encode(event.occurred_at)
+        at = event.occurred_native
         if state[column] is None or at < state[column]:
             state[column] = at
             if column == "bounced_at":
                 state["bounce_type"] = event.label
+            moved.add(event.send_id or 0)
     # A new delivery time can only reclassify clicks a send already has.
     delivery_moved = {
         send_id
-        for send_id, state in proposed.items()
-        if state["delivered_at"] != current[send_id]["delivered_at"]
-        and (state["first_click_at"] is not None or state["scanner_click_at"] is not None)
+        for send_id in moved
+        if proposed[send_id]["delivered_at"] != current[send_id]["delivered_at"]
+        and (
+            proposed[send_id]["first_click_at"] is not None
+            or proposed[send_id]["scanner_click_at"] is not None
+        )
     }
-    if clicked or delivery_moved:
-        _reclassify_clicks(session, proposed, sorted(clicked | delivery_moved), settings)
-    _write_sends(session, current, proposed)
-    _credit_changes(session, current, proposed)
+    if new_clicks or delivery_moved:
+        reclassify = sorted(new_clicks.keys() | delivery_moved)
+        clicks.reclassify_clicks(session, current, proposed, reclassify, new_clicks, settings)
+        moved.update(
+            send_id
+            for send_id in reclassify
+            if proposed[send_id]["first_click_at"] != current[send_id]["first_click_at"]
+            or proposed[send_id]["scanner_click_at"] != current[send_id]["scanner_click_at"]
+        )
+    changed = sorted(moved)  # each has an outcome column that differs from before
+    _write_sends(session, proposed, changed)
+    _credit_changes(session, current, proposed, changed)
     # Last: rollup rows are locked after the variants' (see engine.reports.rollups).
-    rollups.record_send_changes(session, current, proposed, native.decoder(dialect))
+    _record_rollups(session, current, proposed, changed)
 
 
 def _column_of(event: ParsedEvent) -> str:
@@ -132,122 +150,39 @@ def _column_of(event: ParsedEvent) -> str:
 def lock_sends(session: so.Session, send_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Lock ``send_ids`` (in id order, PostgreSQL) and read what attribution and outcomes need;
     times come in the driver's native form. Returns ``{send_id: {column: value}}``."""
-    columns = [
-        Send.id,
-        Send.mailing_id,
-        Send.x_message_id,
-        Send.status,
-        sa.type_coerce(Send.sent_at, native.RAW).label("sent_at"),
-        *(getattr(Send, c) for c in _VARIANT_COLUMNS),
-        *(sa.type_coerce(getattr(Send, c), native.RAW).label(c) for c in OUTCOME_COLUMNS),
-    ]
-    names = [column.key for column in columns]
-    dialect = session.get_bind().dialect.name
+    if not send_ids:
+        return {}
     connection = session.connection()
+    dialect = connection.dialect.name
+    sql = (
+        f"SELECT {', '.join(_STATE_COLUMNS)} FROM sends"
+        f" WHERE {native.in_list(dialect, 'id')} ORDER BY id"
+    )
+    if dialect == "postgresql":
+        sql += " FOR NO KEY UPDATE"
     states: dict[int, dict[str, Any]] = {}
     for chunk in chunked(send_ids, _CHUNK):
-        statement = sa.select(*columns).where(native.is_in(Send.id, chunk, dialect))
-        statement = statement.order_by(Send.id).with_for_update(key_share=True)
-        for row in connection.execute(statement):
-            states[row[0]] = dict(zip(names, row, strict=True))
+        for row in connection.exec_driver_sql(sql, (native.list_parameter(dialect, chunk),)):
+            states[row[0]] = dict(zip(_STATE_COLUMNS, row, strict=True))
     return states
 
 
-def classify_clicks(
-    clicks: Sequence[tuple[datetime, str]],
-    delivered_at: datetime | None,
-    settings: WebhookSettings,
-) -> list[bool]:
-    """For each ``(time, url)`` click of one send, whether it is a suspected scanner click."""
-    scanner = [False] * len(clicks)
-    if delivered_at is not None:
-        after_delivery = timedelta(seconds=settings.scanner_seconds_after_delivery)
-        for index, (at, _url) in enumerate(clicks):
-            scanner[index] = timedelta(0) <= at - delivered_at <= after_delivery
-    order = sorted(range(len(clicks)), key=lambda i: clicks[i][0])
-    burst = timedelta(seconds=settings.scanner_burst_seconds)
-    end = 0
-    for start_position, start in enumerate(order):
-        end = max(end, start_position)
-        while end + 1 < len(order) and clicks[order[end + 1]][0] - clicks[start][0] <= burst:
-            end += 1
-        window = order[start_position : end + 1]
-        if len({clicks[i][1] for i in window}) >= settings.scanner_burst_links:
-            for i in window:
-                scanner[i] = True
-    return scanner
-
-
-def _reclassify_clicks(
-    session: so.Session,
-    proposed: dict[int, dict[str, Any]],
-    send_ids: list[int],
-    settings: WebhookSettings,
-) -> None:
-    """Relabel every stored click of ``send_ids`` and recompute their first human/scanner click."""
-    dialect = session.get_bind().dialect.name
-    decode = native.decoder(dialect)
-    clicks: dict[int, list[tuple[int, datetime, Any, str, str | None]]] = defaultdict(list)
-    for chunk in chunked(send_ids, _CHUNK):
-        statement = sa.select(
-            Event.id,
-            Event.send_id,
-            sa.type_coerce(Event.occurred_at, native.RAW),
-            Event.payload["url"].as_string(),
-            Event.label,
-        ).where(native.is_in(Event.send_id, chunk, dialect), Event.event_type == "click")
-        for event_id, send_id, stored_at, url, label in session.execute(statement):
-            at = decode(stored_at)
-            if at is not None:
-                clicks[send_id].append((event_id, at, stored_at, url or "", label))
-    relabel: dict[str, list[int]] = defaultdict(list)
-    for send_id in send_ids:
-        state = proposed[send_id]
-        of_send = clicks.get(send_id, [])
-        verdicts = classify_clicks(
-            [(at, url) for _, at, _, url, _ in of_send], decode(state["delivered_at"]), settings
-        )
-        human = [c[2] for c, scanner in zip(of_send, verdicts, strict=True) if not scanner]
-        flagged = [c[2] for c, scanner in zip(of_send, verdicts, strict=True) if scanner]
-        state["first_click_at"] = min(human, default=None)
-        state["scanner_click_at"] = min(flagged, default=None)
-        for (event_id, *_, label), scanner in zip(of_send, verdicts, strict=True):
-            wanted = "scanner" if scanner else "human"
-            if label != wanted:
-                relabel[wanted].append(event_id)
-    for label, ids in relabel.items():
-        for chunk in chunked(sorted(ids), _CHUNK):
-            session.execute(
-                sa.update(Event).where(native.is_in(Event.id, chunk, dialect)).values(label=label),
-                execution_options={"synchronize_session": False},
-            )
-
-
 def _write_sends(
-    session: so.Session, current: dict[int, dict[str, Any]], proposed: dict[int, dict[str, Any]]
+    session: so.Session, proposed: dict[int, dict[str, Any]], changed: Sequence[int]
 ) -> None:
-    table = Send.__table__
-    rows = [
-        {"b_id": send_id, **{f"b_{c}": state[c] for c in OUTCOME_COLUMNS}}
-        for send_id, state in sorted(proposed.items())
-        if any(state[c] != current[send_id][c] for c in OUTCOME_COLUMNS)
-    ]
-    if not rows:
-        return
-    statement = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("b_id"))
-        .values({c: sa.type_coerce(sa.bindparam(f"b_{c}"), native.RAW) for c in OUTCOME_COLUMNS})
-    )
-    native.execute_many(session.connection(), statement, rows)
+    rows = [(send_id, *(proposed[send_id][c] for c in OUTCOME_COLUMNS)) for send_id in changed]
+    native.update_by_id(session.connection(), Send.__table__, OUTCOME_COLUMNS, rows)
 
 
 def _credit_changes(
-    session: so.Session, current: dict[int, dict[str, Any]], proposed: dict[int, dict[str, Any]]
+    session: so.Session,
+    current: dict[int, dict[str, Any]],
+    proposed: dict[int, dict[str, Any]],
+    changed: Sequence[int],
 ) -> None:
     credits: dict[str, Counter[int]] = defaultdict(Counter)
-    for send_id, state in proposed.items():
-        before = current[send_id]
+    for send_id in changed:
+        state, before = proposed[send_id], current[send_id]
         variant_ids = [before[c] for c in _VARIANT_COLUMNS if before[c] is not None]
         for column, outcome in CREDITED.items():
             change = (state[column] is not None) - (before[column] is not None)
@@ -256,3 +191,56 @@ def _credit_changes(
                     credits[outcome][variant_id] += change
     if credits:
         outcomes.credit_many(session, credits)
+
+
+# Send outcome column -> its counter in the send rollups (signups have their own write point).
+_ROLLUP_COUNTERS = tuple(
+    (column, name) for name, column in rollups.SEND_OUTCOMES.items() if column in OUTCOME_COLUMNS
+)
+# engine.reports.rollups compiles its upsert once per number of rows (and caches it). A batch's
+# sends fall into a varying number of hourly buckets, so applying them at once compiled a new
+# statement (about 10 ms) for most of the batches a fresh worker served; in groups of at most
+# this many buckets there are only this many statements to compile.
+_ROLLUP_GROUP = 16
+
+
+def _record_rollups(
+    session: so.Session,
+    current: dict[int, dict[str, Any]],
+    proposed: dict[int, dict[str, Any]],
+    changed: Sequence[int],
+) -> None:
+    """Move the send rollups as the changed sends' outcome columns moved (+1 when set, -1 when
+    cleared: a click reclassified as a scanner's moves from human to scanner clicks), applied in
+    bucket order, the rollups' lock order."""
+    dialect = session.get_bind().dialect.name
+    hour_key, decode = native.hour_key(dialect), native.decoder(dialect)
+    buckets: dict[tuple[Any, ...], rollups.SendKey | None] = {}  # sends share few buckets
+    moved: defaultdict[rollups.SendKey, Counter[str]] = defaultdict(Counter)
+    for send_id in changed:
+        before, after = current[send_id], proposed[send_id]
+        sent_at = before["sent_at"]
+        if before["status"] != "sent" or sent_at is None:
+            continue  # not a trial (yet): not counted, see rollups.send_key
+        raw = (
+            before["mailing_id"],
+            before["subject_variant_id"],
+            before["body_variant_id"],
+            before["share_variant_id"],
+            hour_key(sent_at),
+        )
+        if raw not in buckets:
+            buckets[raw] = rollups.send_key("sent", *raw[:4], decode(sent_at))
+        key = buckets[raw]
+        if key is None:
+            continue
+        counts = moved[key]
+        for column, name in _ROLLUP_COUNTERS:
+            was_set, is_set = before[column] is not None, after[column] is not None
+            if was_set != is_set:
+                counts[name] += 1 if is_set else -1
+    ordered = sorted(moved)
+    for start in range(0, len(ordered), _ROLLUP_GROUP):
+        group = rollups.RollupChanges()
+        group.sends.update((key, moved[key]) for key in ordered[start : start + _ROLLUP_GROUP])
+        group.apply(session)

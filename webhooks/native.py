@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -36,6 +37,22 @@ def decoder(dialect_name: str) -> Decoder:
     if dialect_name == "sqlite":
         return _from_sqlite_text
     return _as_utc
+
+
+def hour_key(dialect_name: str) -> Callable[[Any], Any]:
+    """A stored (non-NULL) UTCDateTime value as the driver returns it -> a value that is equal
+    for two times exactly when they fall in the same UTC hour (cheaper than decoding)."""
+    if dialect_name == "sqlite":
+        return _sqlite_hour
+    return _epoch_hour
+
+
+def _sqlite_hour(value: str) -> str:
+    return value[:13]  # "YYYY-MM-DD HH"
+
+
+def _epoch_hour(value: datetime) -> int:
+    return int(value.timestamp()) // 3600
 
 
 def _to_sqlite_text(value: datetime | None) -> str | None:
@@ -80,3 +97,45 @@ def execute_many(connection: sa.Connection, statement: Any, rows: Sequence[dict[
         connection.exec_driver_sql(compiled.string, [tuple(row[n] for n in names) for row in rows])
     else:
         connection.exec_driver_sql(compiled.string, list(rows))
+
+
+def in_list(dialect_name: str, column: str) -> str:
+    """SQL for ``column`` being one of the integers of a single parameter made by
+    :func:`list_parameter`: one statement text whatever the count, so the driver's statement
+    cache (SQLite) and prepared statements (PostgreSQL) apply."""
+    if dialect_name == "postgresql":
+        return f"{column} = ANY(%s)"
+    return f"{column} IN (SELECT value FROM json_each(?))"
+
+
+def list_parameter(dialect_name: str, values: Sequence[int]) -> Any:
+    """The parameter :func:`in_list` expects: a list (PostgreSQL) or a JSON array (SQLite)."""
+    if dialect_name == "postgresql":
+        return list(values)
+    return orjson.dumps(list(values)).decode()
+
+
+def update_by_id(
+    connection: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    """Set ``columns`` of the rows of ``table`` whose ``id`` is the first item of each row tuple
+    (then one value per column, in driver form). SQLite runs one prepared UPDATE per row (its
+    cost is the B-tree, not the statement); PostgreSQL gets one ``UPDATE … FROM unnest(…)``, a
+    single round trip instead of one execution per row."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        assignments = ", ".join(f"{name} = v.{name}" for name in columns)
+        arrays = ", ".join(
+            f"%s::{table.c[name].type.compile(dialect=dialect)}[]" for name in ("id", *columns)
+        )
+        sql = (
+            f"UPDATE {table.name} SET {assignments} FROM unnest({arrays})"
+            f" AS v(id, {', '.join(columns)}) WHERE {table.name}.id = v.id"
+        )
+        connection.exec_driver_sql(sql, tuple(list(values) for values in zip(*rows, strict=True)))
+    else:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        sql = f"UPDATE {table.name} SET {assignments} WHERE id = ?"
+        connection.exec_driver_sql(sql, [(*row[1:], row[0]) for row in rows])

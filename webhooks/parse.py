@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from engine.models.events import event_digest
+
 # Maps every digit to "0" and everything else to " ", so a run of digits is a run of zeros.
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 
@@ -47,6 +49,7 @@ class ParsedEvent:
     """A usable event and what ingestion needs from it; ``payload_json`` is stored as is."""
 
     key: str
+    digest: bytes  # the stored unique key, see engine.models.events.event_digest
     event_type: str
     occurred_at: datetime | None
     email: str | None  # normalized: trimmed, lower-cased
@@ -57,8 +60,11 @@ class ParsedEvent:
     label: str | None
     asm_group_id: int | None
     status_type: str | None  # account_status_change: what happened to the account
+    url: str | None  # clicks: the link
     payload_json: str
     send_id: int | None = None  # set by attribution
+    occurred_native: Any = None  # occurred_at in the driver's form (webhooks.native)
+    event_id: int | None = None  # the stored row's id, set when this request inserted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +165,14 @@ def _parse_object(element: dict[str, Any]) -> ParsedEvent:
     label = None
     asm_group_id = None
     status_type = None
+    url = None
     if event_type == "bounce":
         label = "blocked" if element.get("type") == "blocked" else "bounce"
     elif event_type == "open":
         label = "machine" if element.get("sg_machine_open") in (True, 1, "true") else "human"
     elif event_type == "click":
         label = "human"  # provisional: apply.py reclassifies suspected scanner clicks
+        url = _text_of(element.get("url"))
     elif event_type in ("group_unsubscribe", "group_resubscribe"):
         asm_group_id = _database_id(element.get("asm_group_id"))
         if asm_group_id is None:
@@ -172,8 +180,10 @@ def _parse_object(element: dict[str, Any]) -> ParsedEvent:
     elif event_type == "account_status_change":
         status_type = str(element.get("type") or "unknown")[:64]
 
+    key = _event_key(element)
     return ParsedEvent(
-        key=_event_key(element),
+        key=key,
+        digest=event_digest(key),
         event_type=event_type,
         occurred_at=occurred_at,
         email=email,
@@ -184,12 +194,15 @@ def _parse_object(element: dict[str, Any]) -> ParsedEvent:
         label=label,
         asm_group_id=asm_group_id,
         status_type=status_type,
+        url=url,
         payload_json=payload_json,
     )
 
 
 def parse_timestamp(value: Any) -> datetime:
     """A UTC datetime from seconds, milliseconds or a numeric string. Raises ``_Invalid``."""
+    if type(value) is int and 0 < value < LATEST_SECONDS:  # what SendGrid sends: fast path
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -201,6 +214,13 @@ def parse_timestamp(value: Any) -> datetime:
     if not 0 < seconds < LATEST_SECONDS:
         raise _Invalid(f"'timestamp' {value!r} is out of range")
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _text_of(value: Any) -> str | None:
+    """A JSON value as text, as the database's ``->>`` reads it back: strings as is."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _database_id(value: Any) -> int | None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 VERIFIER = "resistry.webhook_verifier"
 WRITER_LOCK = "resistry.webhook_writer_lock"
+DIALECT = "resistry.webhook_dialect"
 
 
 def init_app(app: Flask) -> None:
@@ -38,6 +39,7 @@ def init_app(app: Flask) -> None:
     settings = settings_of(app)
     app.extensions[VERIFIER] = build_verifier(settings)
     app.extensions[WRITER_LOCK] = _writer_lock_path(settings.database.url)
+    app.extensions[DIALECT] = sa.make_url(settings.database.url).get_backend_name()
     # SendGrid cannot carry a CSRF token; the signature (and bearer token) authenticate it.
     csrf.exempt(bp)
     app.register_blueprint(bp)
@@ -57,7 +59,8 @@ def sendgrid_events() -> ResponseReturnValue:
         abort(403, description="missing or invalid SendGrid event webhook signature")
 
     try:
-        batch = prepare_batch(body)
+        # Everything that needs no database happens here, before the writer's turn.
+        batch = prepare_batch(body, current_app.extensions[DIALECT])
     except BodyError as exc:
         abort(400, description=str(exc))
     session = get_session()

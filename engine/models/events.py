@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -12,27 +13,50 @@ from engine.models.base import Base, utcnow
 
 
 class Event(Base):
-    """A SendGrid event, stored losslessly, unique on ``event_key``.
+    """A SendGrid event, stored losslessly, unique on ``event_digest``.
 
-    ``event_key`` is ``sg_event_id`` when present, else a hash of the canonical event.
+    ``event_key`` is ``sg_event_id`` when present, else a hash of the canonical event;
+    ``event_digest`` is its 16-byte BLAKE2b digest (see :func:`event_digest`), the unique key.
     ``send_id`` is NULL for unattributed events, which never count in a variant.
+
+    Every index here costs every webhook insert, so there are only two. Deduplication needs a
+    unique key; SendGrid's ids are random, so each insert lands on a random leaf page, and a
+    16-byte digest instead of ~60 characters of text makes that index three to four times
+    smaller (on SQLite a commit writes whole pages: a batch's commit took half the time). Click
+    reclassification, the only query that looks events up by send, reads clicks: a partial
+    index on clicks (a few percent of all events) serves it. ``send_id`` has no foreign key:
+    attribution sets it only to a send it has read (and, on PostgreSQL, locked) in the same
+    transaction, sends are never deleted, and the check cost about 30 % of PostgreSQL's insert
+    time.
     """
 
     __tablename__ = "events"
-    # One index serves both attribution lookups (a send's events) and click reclassification
-    # (a send's clicks); every extra index on this, the busiest insert path, costs throughput.
-    __table_args__ = (sa.Index("ix_events_send_id_event_type", "send_id", "event_type"),)
+    __table_args__ = (
+        sa.Index(
+            "ix_events_click_send_id",
+            "send_id",
+            sqlite_where=sa.text("event_type = 'click'"),
+            postgresql_where=sa.text("event_type = 'click'"),
+        ),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    event_key: so.Mapped[str] = so.mapped_column(sa.String(128), unique=True)
+    event_digest: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary(16), unique=True)
+    event_key: so.Mapped[str] = so.mapped_column(sa.String(128))
     event_type: so.Mapped[str] = so.mapped_column(sa.String(40))
     sg_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(200))
-    send_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("sends.id"))
+    send_id: so.Mapped[int | None]
     occurred_at: so.Mapped[datetime | None]
     # Derived labels used by counts: "bounce"/"blocked", "human"/"machine", "human"/"scanner".
     label: so.Mapped[str | None] = so.mapped_column(sa.String(16))
     payload: so.Mapped[dict[str, Any]] = so.mapped_column(default=dict)
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+def event_digest(event_key: str) -> bytes:
+    """The unique key of an event: the 16-byte BLAKE2b digest of its ``event_key`` (collisions
+    need about 2**64 events)."""
+    return hashlib.blake2b(event_key.encode("utf-8"), digest_size=16).digest()
 
 
 class QuarantinedEvent(Base):

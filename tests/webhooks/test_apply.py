@@ -8,7 +8,7 @@ from engine.models import Event
 from engine.settings import Settings, WebhookSettings
 from tests.webhooks.helpers import NOW, T0, Fixture, event, send_row, variant
 from webhooks import wire
-from webhooks.apply import classify_clicks
+from webhooks.clicks import classify_clicks
 from webhooks.ingest import ingest_body
 
 
@@ -221,3 +221,54 @@ D = at(T0)
 )
 def test_classify_clicks(clicks: list, delivered: datetime | None, expected: list[bool]) -> None:
     assert classify_clicks(clicks, delivered, RULES) == expected
+
+
+def _click_story(fixture: Fixture) -> list[dict]:
+    """Deliveries and clicks of three sends: a scanner click, a burst, a human click."""
+    scanner, burst, human = fixture.sends
+    return [
+        event("delivered", scanner, T0),
+        event("click", scanner, T0 + 4, url="https://a"),
+        event("click", scanner, T0 + 5000, url="https://a"),
+        event("delivered", burst, T0),
+        *[event("click", burst, T0 + 900 + n, url=f"https://x/{n}") for n in range(3)],
+        event("delivered", human, T0),
+        event("click", human, T0 + 3600, url="https://a"),
+    ]
+
+
+def _click_outcomes(session: so.Session, fixture: Fixture) -> list[tuple]:
+    session.expire_all()
+    sends = [send_row(session, send) for send in fixture.sends]
+    labels = session.execute(
+        sa.select(Event.send_id, Event.occurred_at, Event.label)
+        .where(Event.event_type == "click")
+        .order_by(Event.send_id, Event.occurred_at)
+    ).all()
+    return [(s.first_click_at, s.scanner_click_at) for s in sends] + [tuple(r) for r in labels]
+
+
+@pytest.mark.parametrize("batches", [1, 3, 9])
+def test_clicks_end_the_same_in_one_batch_or_many(
+    session: so.Session, settings: Settings, world: Fixture, batches: int
+) -> None:
+    """New clicks of a send without earlier clicks are judged from the batch alone; a send
+    with earlier clicks is judged from the stored ones: both ways end in the same state."""
+    story = _click_story(world)
+    for start in range(batches):
+        ingest(session, settings, *story[start::batches])
+    outcome = _click_outcomes(session, world)
+    assert outcome[:3] == [
+        (at(T0 + 5000), at(T0 + 4)),
+        (None, at(T0 + 900)),
+        (at(T0 + 3600), None),
+    ]
+    assert [label for _, _, label in outcome[3:]] == [
+        "scanner",
+        "human",
+        "scanner",
+        "scanner",
+        "scanner",
+        "human",
+    ]
+    assert successes(session, world, 0)[0] == 2  # scanner's later click and human's click
