@@ -7,8 +7,10 @@ Every benchmark prints its own table and writes ``bench/results/<name>.json`` so
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -42,3 +44,20 @@ def print_table(benchmark: str, figures: list[Figure]) -> None:
         mark = "yes" if f.passed else "NO"
         note = f"  ({f.note})" if f.note else ""
         print(f"{f.name:<{width}}  {value:>14}  {f.target:<18} {mark}{note}")
+
+
+def serve_bench_app(build: Callable[[], Any], description: str, argv: list[str]) -> int:
+    """Serve a benchmark's app exactly as ``resistry serve`` serves production (same gunicorn
+    options), with the benchmark's extra routes added by ``build``."""
+    import argparse
+
+    from engine.server import serve
+    from engine.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    serve(load_settings(), host=args.host, port=args.port, workers=args.workers, build=build)
+    return 0

@@ -8,7 +8,6 @@ Settings come from the environment the benchmark sets (database URL, secret key,
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
@@ -50,16 +49,9 @@ def build() -> Flask:
 
 
 def main(argv: list[str]) -> int:
-    from engine.server import serve
-    from engine.settings import load_settings
+    from bench.common import serve_bench_app
 
-    parser = argparse.ArgumentParser(description="Serve the ingestion benchmark's app.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    serve(load_settings(), host=args.host, port=args.port, workers=args.workers, build=build)
-    return 0
+    return serve_bench_app(build, "Serve the ingestion benchmark's app.", argv)
 
 
 if __name__ == "__main__":

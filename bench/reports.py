@@ -31,6 +31,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Figure, emit
+from engine.models.events import event_digest
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "resistry_bench_reports"
@@ -261,6 +262,7 @@ def generate(connection: sa.Connection) -> dict[str, int]:
         [
             "id",
             "event_key",
+            "event_digest",
             "event_type",
             "sg_message_id",
             "send_id",
@@ -401,6 +403,7 @@ def _events(rng: random.Random, s: Callable) -> Iterator:
             yield (
                 event_id,
                 f"ev{event_id}",
+                event_digest(f"ev{event_id}"),
                 kind,
                 f"msg.{send_id}",
                 send_id,

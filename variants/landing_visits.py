@@ -7,8 +7,8 @@ execution (the ORM flush, a Core statement, even ``exec_driver_sql``) costs 8–
 statement and a rollup collected in :class:`~engine.reports.rollups.RollupChanges` about 50 µs
 more; here the whole write costs about as much as SQLite itself.
 
-What is counted follows :func:`engine.reports.rollup_visits.record_visit` exactly (the tests
-compare the two and both against a rebuild): the visit is a trial of its landing variant and
+What is counted follows the rollup definitions of :mod:`engine.reports.rebuild` exactly (the
+tests compare the live counts against a rebuild): the visit is a trial of its landing variant and
 one visit in its ``(variant, hour)`` bucket; the first visit of a send marks the send visited;
 the first visit of a visitor from a group counts one visitor sent that day; a recruiter's link
 counts one visit of the recruiter that day. Row locks are taken in the rollups' lock order

@@ -19,60 +19,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine.models import Contact, Signup, Visit
-from engine.reports.rollups import RollupChanges, SendKey, day_of, hour_of, lock_send
-
-
-def record_visit(
-    session: so.Session,
-    *,
-    visit_id: int,
-    visitor_id: str,
-    landing_variant_id: int | None,
-    source_group_id: int | None,
-    recruiter_id: int | None,
-    send: SendKey | None,
-    send_id: int | None,
-    now: datetime,
-) -> None:
-    """Count a new visit made ``now``: a trial of its landing variant, the first visit of its
-    send (``send``: the bucket :func:`~engine.reports.rollups.lock_send` returned before the
-    visit was stored), the first visit of its visitor from its group, a visit its recruiter's
-    link brought. Applies the increments."""
-    changes = RollupChanges()
-    connection = session.connection()  # Core statements built once: this is every landing view
-    if send is not None and send_id is not None:
-        other = connection.execute(_OTHER_VISIT_OF_SEND, {"send_id": send_id, "id": visit_id})
-        if other.first() is None:
-            changes.sends[send]["visited"] += 1
-    if landing_variant_id is not None:
-        changes.visits[(landing_variant_id, hour_of(now))]["visits"] += 1
-    if source_group_id is not None:
-        other = connection.execute(
-            _OTHER_VISIT_FROM_GROUP,
-            {"visitor_id": visitor_id, "group_id": source_group_id, "id": visit_id},
-        )
-        if other.first() is None:
-            changes.groups[(source_group_id, day_of(now))]["visitors_sent"] += 1
-    if recruiter_id is not None:
-        changes.recruiters[(recruiter_id, day_of(now))]["visits"] += 1
-    changes.apply(session)
-
-
-_VISITS = Visit.__table__
-_OTHER_VISIT_OF_SEND = (
-    sa.select(_VISITS.c.id)
-    .where(_VISITS.c.send_id == sa.bindparam("send_id"), _VISITS.c.id != sa.bindparam("id"))
-    .limit(1)
-)
-_OTHER_VISIT_FROM_GROUP = (
-    sa.select(_VISITS.c.id)
-    .where(
-        _VISITS.c.visitor_id == sa.bindparam("visitor_id"),
-        _VISITS.c.source_group_id == sa.bindparam("group_id"),
-        _VISITS.c.id != sa.bindparam("id"),
-    )
-    .limit(1)
-)
+from engine.reports.rollups import RollupChanges, day_of, hour_of, lock_send
 
 
 def _exists(session: so.Session, *where: sa.ColumnElement[bool]) -> bool:
