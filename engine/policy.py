@@ -50,7 +50,7 @@ class PolicyConfig:
     """Settings of the decision rule; every field is validated (ValueError names it).
 
     floor: share of each batch every live arm gets until promotion, unless it is clearly
-    losing (P(best) < floor_release). max_trials: total trials (all arms) after which an
+    losing (P(best) < floor_release). max_trials: total sends (all arms) after which an
     unresolved experiment ends with "no clear winner"; None for no limit. guardrails: limit on
     the rate of each guardrail metric; an arm with at least guardrail_min_trials trials is
     paused when P(rate > limit) ≥ guardrail_confidence under a Beta(1, 1) prior.
@@ -247,7 +247,6 @@ def decide(
                 for metric, p in found.items()
             ]
     live = np.array([name not in paused for name in names])
-    total = float(trials.sum())
     snapshot = _snapshot(arms, alpha, beta, live, breaches, config)
 
     def result(status: Status, w: ArrayLike, winner: str | None, why: str) -> Decision:
@@ -272,7 +271,7 @@ def decide(
         return result("burn_in", live / live.sum(), None, why)
     champion = int(index[np.argmax(p_live)])
     leader, p_top = names[champion], float(p_live.max())
-    after = f"after {_fmt(total)} {config.unit}"
+    after = f"after {_fmt(sent.sum())} {config.unit}"  # sends made, not delay-weighted trials
     if p_top >= config.p_best_threshold:
         why = f"{leader} promoted: P(best) = {p_top:.3f} ≥ {config.p_best_threshold:g} {after}"
         return result("promoted", np.array(names) == leader, leader, why)
@@ -288,7 +287,7 @@ def decide(
         return result("promoted", np.array(names) == leader, leader, why)
     state = f"{leader} leads with P(best) = {p_top:.3f}, value remaining {remaining:.1%}, {after}"
     share = np.array([row["p_best"] for row in snapshot["arms"]])
-    if config.max_trials is not None and total >= config.max_trials:  # Thompson, no floor
+    if config.max_trials is not None and sent.sum() >= config.max_trials:  # Thompson, no floor
         why = f"no clear winner at the maximum of {_fmt(config.max_trials)} {config.unit}: "
         return result("no_clear_winner", share, None, why + state)
     floored = np.zeros(len(arms), bool)

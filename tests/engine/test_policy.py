@@ -268,3 +268,15 @@ def test_guardrail_judges_unsubscribes_against_raw_sends_not_effective_trials() 
         ArmCounts("B", trials=300.0, successes=3, sends=3_000),
     ]
     assert decide(harmful, PolicyConfig(guardrail_min_trials=1_000)).paused == ("A",)
+
+
+def test_reasons_and_the_maximum_sample_count_sends_made_not_delay_weighted_trials() -> None:
+    fresh = [
+        ArmCounts("A", trials=40.0, successes=2, sends=5_000),
+        ArmCounts("B", trials=40.0, successes=2, sends=5_000),
+    ]
+    decision = decide(fresh, PolicyConfig(burn_in=600, max_trials=None))
+    assert decision.status == "exploring"
+    assert decision.reason.endswith("after 10,000 sends")
+    capped = decide(fresh, PolicyConfig(burn_in=600, max_trials=10_000))
+    assert capped.status == "no_clear_winner"
