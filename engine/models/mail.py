@@ -35,16 +35,33 @@ class Send(Timestamped, Base):
     """One email to one recruiter in one mailing: the unit of a trial for its three variants.
 
     Outcome columns are derived from webhook events by timestamp, not by arrival order.
+
+    Every index costs every planned send (a mailing inserts one row per recruiter, then moves
+    each twice). Sends by mailing are found through the unique key, which starts with
+    ``mailing_id``; ``x_message_id`` and ``sent_at`` are indexed only once set (every query on
+    them compares them with a value), so planning a send touches neither index.
     """
 
     __tablename__ = "sends"
     __table_args__ = (
         sa.UniqueConstraint("mailing_id", "recruiter_id"),
         sa.CheckConstraint(f"status IN {SEND_STATUSES}", name="status"),
+        sa.Index(
+            "ix_sends_x_message_id",
+            "x_message_id",
+            sqlite_where=sa.text("x_message_id IS NOT NULL"),
+            postgresql_where=sa.text("x_message_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_sends_sent_at",
+            "sent_at",
+            sqlite_where=sa.text("sent_at IS NOT NULL"),
+            postgresql_where=sa.text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    mailing_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("mailings.id"), index=True)
+    mailing_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("mailings.id"))
     recruiter_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("recruiters.id"), index=True)
     subject_variant_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("variants.id"), index=True
@@ -58,8 +75,8 @@ class Send(Timestamped, Base):
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default="planned")
     error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     # SendGrid's X-Message-Id of the request that carried this send (prefix of sg_message_id).
-    x_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
-    sent_at: so.Mapped[datetime | None] = so.mapped_column(index=True)
+    x_message_id: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    sent_at: so.Mapped[datetime | None]
 
     delivered_at: so.Mapped[datetime | None]
     bounced_at: so.Mapped[datetime | None]

@@ -24,13 +24,20 @@ from typing import Any, Protocol
 
 from markupsafe import escape
 
-from engine.sending.placeholders import TextFiller, TextRenderer, placeholder_usage, tag
+from engine.sending.placeholders import (
+    TextFill,
+    TextFiller,
+    TextRenderer,
+    placeholder_usage,
+    tag,
+)
 from engine.settings import SendGridSettings
 
 CATEGORY = "recruiter-mailing"
 MAX_CATEGORIES = 10  # SendGrid's limit per message
 MAX_SUBSTITUTION_BYTES = 10_000  # SendGrid's limit per personalization
 PREHEADER = "preheader"
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058
 HIDDEN_PREHEADER = (
     '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;'
     'opacity:0;overflow:hidden;">{}</div>'
@@ -120,6 +127,7 @@ class Composer:
         self._asm_group_id = asm_group_id
         self._bodies: dict[int, PreparedBody] = {}
         self._texts = TextFiller(renderers.render_text)
+        self._fillers: dict[tuple[int, int | None], tuple[TextFill, TextFill, TextFill]] = {}
         self._escaped_preheaders: dict[str, str] = {}
         mailto = sendgrid.unsubscribe_mailto
         self._mailto = f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
@@ -145,16 +153,26 @@ class Composer:
     def fill_texts(self, recipient: Recipient, subject: Arm, share: Arm | None) -> None:
         """Render the recipient's share text (into the context), subject and preheader."""
         context = recipient.context
-        context["share_text"] = (
-            self.text(str(share.content.get("text", "")), context, share.name) if share else ""
-        )
+        fill_share, fill_subject, fill_preheader = self._text_fillers(subject, share, context)
+        context["share_text"] = fill_share(context)
         # Collapsing whitespace keeps a name with a line break from breaking the header.
-        recipient.subject = " ".join(
-            self.text(str(subject.content.get("subject", "")), context, subject.name).split()
-        )
-        recipient.preheader = self.text(
-            str(subject.content.get(PREHEADER, "")), context, subject.name
-        )
+        recipient.subject = " ".join(fill_subject(context).split())
+        recipient.preheader = fill_preheader(context)
+
+    def _text_fillers(
+        self, subject: Arm, share: Arm | None, context: Mapping[str, object]
+    ) -> tuple[TextFill, TextFill, TextFill]:
+        """The share text's, subject's and preheader's fillers, looked up once per pair."""
+        key = (subject.variant_id, share.variant_id if share else None)
+        fillers = self._fillers.get(key)
+        if fillers is None:
+            share_text = str(share.content.get("text", "")) if share else ""
+            fillers = self._fillers[key] = (
+                self._texts.filler(share_text, context, share.name if share else ""),
+                self._texts.filler(str(subject.content.get("subject", "")), context, subject.name),
+                self._texts.filler(str(subject.content.get(PREHEADER, "")), context, subject.name),
+            )
+        return fillers
 
     def requests(
         self,
@@ -224,6 +242,7 @@ class Composer:
         members: Sequence[tuple[Recipient, dict[str, str]]],
     ) -> dict[str, Any]:
         mailto = self._mailto
+        shared_args = {"mailing_id": self._mailing_id, **variant_args}
         personalizations = []
         for recipient, substitutions in members:
             to: dict[str, str] = {"email": recipient.email}
@@ -232,14 +251,10 @@ class Composer:
             personalization: dict[str, Any] = {
                 "to": [to],
                 "subject": recipient.subject,
-                "custom_args": {
-                    "send_id": str(recipient.send_id),
-                    "mailing_id": self._mailing_id,
-                    **variant_args,
-                },
+                "custom_args": {"send_id": str(recipient.send_id), **shared_args},
                 "headers": {
                     "List-Unsubscribe": f"<{recipient.context['unsubscribe_url']}>{mailto}",
-                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    "List-Unsubscribe-Post": ONE_CLICK,
                 },
             }
             if substitutions:
@@ -255,7 +270,22 @@ class Composer:
 
 
 def _escaped(value: object) -> str:
-    """HTML-escaped as Jinja's autoescape does (numbers need no escaping)."""
+    """HTML-escaped as Jinja's autoescape does (numbers need no escaping).
+
+    A plain string is escaped by the same five replacements as ``markupsafe.escape``, without
+    building a ``Markup`` and copying it back to ``str``, and only when it holds one of the five
+    characters (most values, addresses and signed URLs, hold none; tested equal).
+    """
+    if type(value) is str:
+        if "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
+            return (
+                value.replace("&", "&amp;")
+                .replace(">", "&gt;")
+                .replace("<", "&lt;")
+                .replace("'", "&#39;")
+                .replace('"', "&#34;")
+            )
+        return value
     return str(value) if type(value) is int else str(escape(value))
 
 

@@ -10,47 +10,43 @@ once). Re-running a mailing sends only ``planned`` rows, claimed by a conditiona
 runners cannot both take the same row. Addresses suppressed since planning are skipped, and
 nothing is sent while ``engine.suppressions.sending_paused``.
 
-To stay fast, one request is on the wire while the next is composed (a single sender thread does
-only the HTTP call; every database write stays on the caller's thread, in order).
+To stay fast, requests are composed while earlier ones travel (see
+:mod:`engine.sending.handover`: one on the wire, the next claimed and queued behind it; a single
+sender thread does only the HTTP calls, every database write stays on the caller's thread).
 
 These functions commit: each state change must be durable before the next step happens.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine import outcomes, suppressions
+from engine import suppressions
 from engine.models import Mailing, utcnow
 from engine.recruiters import RecruiterCounts, recruiter_counts
-from engine.reports import rollups
-from engine.sending import records
-from engine.sending.client import PostResult, SendGridAuthError
-from engine.sending.composer import Arm, ComposedRequest, Composer, Recipient, Renderers
+from engine.sending import handover, records
+from engine.sending.client import SendGridAuthError
+from engine.sending.composer import Arm, Composer, Recipient, Renderers
+from engine.sending.handover import Outgoing, Poster
 from engine.sending.links import LinkSigner
 from engine.sending.planner import draw_plan
 from engine.sending.records import PlannedRow, remaining_plan
+from engine.sending.sends_sql import Combination
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-Combination = tuple[int | None, int | None, int | None]
-
-
-class Poster(Protocol):
-    """What the mailing needs of :class:`engine.sending.client.MailClient`."""
-
-    def post(self, body: dict[str, Any]) -> PostResult: ...
 
 
 class MailingError(RuntimeError):
@@ -109,13 +105,18 @@ def prepare_mailing(
     if mailing is not None:
         return mailing, 0
     asm_group_id = settings.sendgrid.asm_group_id
-    plan = draw_plan(session, settings, asm_group_id=asm_group_id, rng=rng, now=now)
-    mailing = Mailing(
-        key=key, asm_group_id=asm_group_id, scheduled_for=now, plan=plan.summary(), created_at=now
-    )
-    session.add(mailing)
-    session.flush()
-    records.store_plan(session, mailing, plan, now)
+    with _collector_paused():
+        plan = draw_plan(session, settings, asm_group_id=asm_group_id, rng=rng, now=now)
+        mailing = Mailing(
+            key=key,
+            asm_group_id=asm_group_id,
+            scheduled_for=now,
+            plan=plan.summary(),
+            created_at=now,
+        )
+        session.add(mailing)
+        session.flush()
+        records.store_plan(session, mailing, plan, now)
     session.commit()
     return mailing, len(plan.recruiter_ids)
 
@@ -156,15 +157,29 @@ def send_mailing(
         return _finish(session, mailing, report, clock(), "")
     mailing.status = "sending"
     session.commit()
-    requests = _compose(session, settings, mailing, renderers, rows, report)
-    stopped = _send_all(session, client, requests, report, clock, on_progress)
+    try:
+        with _collector_paused():
+            requests = _compose(session, settings, mailing, renderers, rows, report)
+            stopped = handover.send_all(session, client, requests, report, clock, on_progress)
+    except SendGridAuthError as exc:
+        raise MailingError(str(exc)) from None
     return _finish(session, mailing, report, clock(), stopped)
 
 
-@dataclass(frozen=True)
-class _Outgoing:
-    request: ComposedRequest
-    trials: dict[int, int]  # variant id → trials per send of this request
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while planning or sending: both allocate hundreds of
+    thousands of short-lived, acyclic objects, and each full collection would walk every
+    planned row again (about a tenth of a mailing's time). The few cycles made meanwhile wait
+    for the next collection. The collector is process-wide: other threads (the scheduler's
+    other jobs) collect later too, which is harmless for the length of a mailing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _compose(
@@ -174,7 +189,7 @@ def _compose(
     renderers: Renderers,
     rows: list[PlannedRow],
     report: MailingReport,
-) -> Iterator[_Outgoing]:
+) -> Iterator[Outgoing]:
     """Requests, composed lazily (chunk by chunk) so the previous one travels meanwhile."""
     arms = records.arms_by_id(
         session, {i for row in rows for i in (row.subject_id, row.body_id, row.share_id) if i}
@@ -211,95 +226,7 @@ def _compose(
             except ValueError as exc:  # the renderer's TemplateError is a ValueError
                 raise MailingError(f"cannot render the email: {exc}") from None
             for request in composed:
-                yield _Outgoing(request, trials)
-
-
-def _send_all(
-    session: so.Session,
-    client: Poster,
-    requests: Iterator[_Outgoing],
-    report: MailingReport,
-    clock: Clock,
-    on_progress: Callable[[int], None] | None,
-) -> str:
-    """Post each request while the next is composed; returns why sending stopped, or ""."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-send") as sender:
-        in_flight: tuple[Future[PostResult], _Outgoing, list[int]] | None = None
-        try:
-            for outgoing in requests:  # composing this one overlaps the request in flight
-                if in_flight is not None:
-                    flying, in_flight = in_flight, None
-                    stopped = _record(session, *flying, report, clock, on_progress)
-                    if stopped:
-                        return stopped
-                if suppressions.sending_paused(session):
-                    return "sending paused by an alert"
-                claimed = _claim(session, outgoing.request.send_ids)
-                if claimed:
-                    body = _only(outgoing.request.body, claimed)
-                    in_flight = (sender.submit(client.post, body), outgoing, claimed)
-        except BaseException:
-            if in_flight is not None:  # record what was handed over, then let the error out
-                _record(session, *in_flight, report, clock, on_progress)
-            raise
-        if in_flight is not None:
-            return _record(session, *in_flight, report, clock, on_progress)
-    return ""
-
-
-def _claim(session: so.Session, send_ids: Sequence[int]) -> list[int]:
-    """``planned → sending``, committed before the HTTP call: a crash now means "unknown"."""
-    claimed = records.move(session, send_ids, from_status="planned", to_status="sending")
-    session.commit()
-    return sorted(claimed)
-
-
-def _only(body: dict[str, Any], claimed: list[int]) -> dict[str, Any]:
-    """The request without the sends another runner claimed first (rare)."""
-    keep = {str(send_id) for send_id in claimed}
-    personalizations = body["personalizations"]
-    if len(personalizations) == len(keep):
-        return body
-    return {
-        **body,
-        "personalizations": [p for p in personalizations if p["custom_args"]["send_id"] in keep],
-    }
-
-
-def _record(
-    session: so.Session,
-    future: Future[PostResult],
-    outgoing: _Outgoing,
-    ids: list[int],
-    report: MailingReport,
-    clock: Clock,
-    on_progress: Callable[[int], None] | None,
-) -> str:
-    """Store one request's answer; returns why the mailing must stop, or ""."""
-    try:
-        result = future.result()
-    except SendGridAuthError as exc:
-        records.move(session, ids, from_status="sending", to_status="planned")
-        session.commit()
-        raise MailingError(str(exc)) from None
-    if result.outcome == "accepted":
-        sent = records.mark_sent(session, ids, x_message_id=result.x_message_id, sent_at=clock())
-        outcomes.add_trials(session, {vid: n * len(sent) for vid, n in outgoing.trials.items()})
-        rollups.record_sent(session, sent)
-        report.sent += len(sent)
-    elif result.outcome == "rate_limited":
-        records.move(session, ids, from_status="sending", to_status="planned")
-        session.commit()
-        return f"SendGrid kept rate-limiting ({result.message}); run again later"
-    else:
-        failed = records.move(
-            session, ids, from_status="sending", to_status="failed", error=result.message
-        )
-        report.failed += len(failed)
-    session.commit()
-    if on_progress is not None:
-        on_progress(len(ids))
-    return ""
+                yield Outgoing(request, (subject_id, body_id, share_id), trials)
 
 
 def _recipient(
@@ -310,19 +237,25 @@ def _recipient(
     subject: Arm,
     share: Arm | None,
 ) -> Recipient:
-    brought = counts.get(row.recruiter_id, RecruiterCounts())
+    brought = counts.get(row.recruiter_id, _NOTHING_BROUGHT)
+    referral_link, unsubscribe_url, recruiter_page_url = links.email_links(
+        row.code, row.send_id, row.recruiter_id, row.share_id
+    )
     context: dict[str, object] = {
         # "friend" when the name is unknown: the fallback lives in the data, not the template.
         "first_name": row.first_name or "friend",
-        "referral_link": links.email_referral_link(row.code, row.send_id, row.share_id),
+        "referral_link": referral_link,
         "friends_count": brought.friends,
         "groups_count": brought.groups,
-        "unsubscribe_url": links.unsubscribe_url(row.send_id),
-        "recruiter_page_url": links.recruiter_page_url(row.recruiter_id),
+        "unsubscribe_url": unsubscribe_url,
+        "recruiter_page_url": recruiter_page_url,
     }
     recipient = Recipient(row.send_id, row.email, row.first_name, context)
     composer.fill_texts(recipient, subject, share)
     return recipient
+
+
+_NOTHING_BROUGHT = RecruiterCounts()
 
 
 def _finish(

@@ -7,6 +7,7 @@ and filled later; one used any other way (a filter, ``or``) needs its real value
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import jinja2
 from jinja2 import nodes
 
 TextRenderer = Callable[[str, Mapping[str, object], str], str]  # (template, context, name)
+TextFill = Callable[[Mapping[str, object]], str]  # context → the filled text
 TAG_PATTERN = re.compile(r"%rs\.(\w+)%")
 
 
@@ -78,16 +80,21 @@ class TextFiller:
         A template that uses a placeholder any other way is rendered by Jinja every time.
         Raises the renderer's ``TemplateError`` for a template it refuses.
         """
+        return self.filler(template, context, name)(context)
+
+    def filler(self, template: str, context: Mapping[str, object], name: str) -> TextFill:
+        """What :meth:`text` does for ``template``, as a function of the context: callers that
+        fill one template for many recipients look it up once (``context``: the first's)."""
         if "{" not in template:
-            return template
+            return functools.partial(_constant, template)
         key = (template, name)
         if key not in self._fillers:
             pieces = self._pieces(template, context, name)
             self._fillers[key] = _Filler.from_pieces(pieces) if pieces else None
         filler = self._fillers[key]
         if filler is None:
-            return self._render_text(template, context, name)
-        return filler.fill(context)
+            return functools.partial(_render, self._render_text, template, name)
+        return filler.fill
 
     def _pieces(self, template: str, context: Mapping[str, object], name: str) -> list[str]:
         """Literal text and placeholder names, alternating; empty when not splittable."""
@@ -100,3 +107,13 @@ class TextFiller:
         tagged = {**context, **{placeholder: tag(placeholder) for placeholder in bare}}
         pieces = TAG_PATTERN.split(self._render_text(template, tagged, name))
         return pieces if all(p in bare for p in pieces[1::2]) else []
+
+
+def _constant(text: str, _context: Mapping[str, object]) -> str:
+    return text
+
+
+def _render(
+    render_text: TextRenderer, template: str, name: str, context: Mapping[str, object]
+) -> str:
+    return render_text(template, context, name)

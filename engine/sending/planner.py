@@ -26,6 +26,7 @@ import sqlalchemy.orm as so
 
 from engine import decisions, suppressions
 from engine.models import Contact, Experiment, Recruiter, Send, Suppression, Variant
+from engine.sending import sends_sql
 from engine.sending.composer import Arm
 from engine.settings import Settings
 
@@ -128,7 +129,7 @@ def eligible_recruiters(
     if mailing_id is not None:
         already = sa.select(Send.recruiter_id).where(Send.mailing_id == mailing_id)
         query = query.where(Recruiter.id.not_in(already))
-    rows = session.execute(query).all()
+    rows = sends_sql.plain_rows(session, query)
     kept = [recruiter_id for recruiter_id, blocked in rows if not blocked]
     return kept, len(rows) - len(kept)
 

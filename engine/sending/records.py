@@ -1,13 +1,14 @@
 """The rows behind a mailing: planned sends in bulk, and each state change of the sends.
 
-Every change is a conditional UPDATE (``WHERE status = <expected>``) returning the ids it moved,
-so two runners, or a stale re-run, can never move the same send twice.
+Every change is a conditional UPDATE (``WHERE status = <expected>``) that tells which sends it
+moved, so two runners, or a stale re-run, can never move the same send twice. The changes every
+send goes through (plan, claim, sent) run as plain SQL in :mod:`engine.sending.sends_sql`; the
+rare ones (failed, back to planned) here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,69 +18,32 @@ import sqlalchemy.orm as so
 from engine import suppressions
 from engine.models import Contact, Experiment, Mailing, Recruiter, Send, Suppression, Variant
 from engine.reports import rollups
+from engine.sending import sends_sql
 from engine.sending.composer import Arm
 from engine.sending.planner import Plan, arm_of, summarize
+from engine.sending.sends_sql import PlannedRow
 
 KINDS = ("subject", "body", "share")
-INSERT_CHUNK = 10_000
-
-
-@dataclass(frozen=True)
-class PlannedRow:
-    """A planned send with what composing it needs (the address is never logged)."""
-
-    send_id: int
-    recruiter_id: int
-    code: str
-    email: str
-    first_name: str
-    subject_id: int | None
-    body_id: int | None
-    share_id: int | None
 
 
 def store_plan(session: so.Session, mailing: Mailing, plan: Plan, now: datetime) -> None:
-    """Insert one ``planned`` send per recipient (Core executemany, in chunks).
+    """Insert one ``planned`` send per recipient, in bulk.
 
-    Values shared by every row are bound once per statement, not converted once per row.
+    Rows go in grouped by variant combination (then recruiter id): the requests of a mailing
+    carry one combination each, so each request's sends are neighbours in the table and every
+    later change of them touches a few pages instead of one page per send.
     """
-    statement = sa.insert(Send.__table__).values(
-        mailing_id=mailing.id, status="planned", error="", created_at=now
-    )
-    columns = [plan.variants[kind] for kind in KINDS]
-    rows = [
-        {
-            "recruiter_id": recruiter_id,
-            "subject_variant_id": columns[0][i] if columns[0] else None,
-            "body_variant_id": columns[1][i] if columns[1] else None,
-            "share_variant_id": columns[2][i] if columns[2] else None,
-        }
-        for i, recruiter_id in enumerate(plan.recruiter_ids)
-    ]
-    connection = session.connection()
-    for start in range(0, len(rows), INSERT_CHUNK):
-        connection.execute(statement, rows[start : start + INSERT_CHUNK])
+    count = len(plan.recruiter_ids)
+    # A kind without an experiment is None in every row, so sorting never compares None to int.
+    columns = [plan.variants[kind] or [None] * count for kind in KINDS]
+    ordered = sorted(zip(*columns, plan.recruiter_ids, strict=True))
+    rows = [(recruiter, subject, body, share) for subject, body, share, recruiter in ordered]
+    sends_sql.insert_planned(session, mailing.id, now, rows)
 
 
 def planned_rows(session: so.Session, mailing_id: int) -> list[PlannedRow]:
     """The mailing's ``planned`` sends in id order, with recruiter code and address."""
-    query = (
-        sa.select(
-            Send.id,
-            Send.recruiter_id,
-            Recruiter.code,
-            Contact.email,
-            Contact.first_name,
-            Send.subject_variant_id,
-            Send.body_variant_id,
-            Send.share_variant_id,
-        )
-        .join(Recruiter, Recruiter.id == Send.recruiter_id)
-        .join(Contact, Contact.id == Recruiter.contact_id)
-        .where(Send.mailing_id == mailing_id, Send.status == "planned")
-        .order_by(Send.id)
-    )
-    return [PlannedRow(*row) for row in session.execute(query)]
+    return sends_sql.planned_rows(session, mailing_id)
 
 
 def suppressed_send_ids(session: so.Session, mailing: Mailing) -> set[int]:

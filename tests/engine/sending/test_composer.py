@@ -180,3 +180,16 @@ def test_a_text_with_an_unknown_placeholder_is_refused() -> None:
     composer = Composer(factories.renderers(), SENDGRID, mailing_id=1, asm_group_id=1)
     with pytest.raises(ValueError, match="unknown placeholder"):
         composer.text("Hi {{ nickname }}", recipient(0).context, "v")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Ada", "", "<b>&'\"</b>", "a&&b", "ü & ö <3", "https://x/?r=1&s=2&t=3", 0, 42, -7, 1.5, None],
+)
+def test_values_are_escaped_exactly_as_markupsafe_escapes(value: object) -> None:
+    from markupsafe import Markup, escape
+
+    from engine.sending.composer import _escaped
+
+    assert _escaped(value) == str(escape(value))
+    assert _escaped(Markup("<i>kept</i>")) == "<i>kept</i>"

@@ -76,3 +76,26 @@ def test_an_itsdangerous_that_signs_differently_is_followed(
         token = signer.sign(tokens.UNSUBSCRIBE, 7)
         assert token == tokens.sign(SETTINGS.secret_key, tokens.UNSUBSCRIBE, 7)
         assert len(token.rsplit(".", 1)[1]) == 43  # a SHA-256 signature
+
+
+@pytest.mark.parametrize("code", ["c0d-e_1", "a.b~c", "a b&c", "é/ü?", ""])
+@pytest.mark.parametrize("share_variant_id", [9, None])
+def test_email_links_in_one_call_equal_the_three_links(
+    code: str, share_variant_id: int | None
+) -> None:
+    signer = LinkSigner(SETTINGS)
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False):
+        for _ in range(2):  # the first call prepares the keys, the second takes the fast path
+            assert signer.email_links(code, 42, 5, share_variant_id) == (
+                signer.email_referral_link(code, 42, share_variant_id),
+                signer.unsubscribe_url(42),
+                signer.recruiter_page_url(5),
+            )
+        link = signer.email_links(code, 42, 5, share_variant_id)[0]
+        share_token = tokens.sign(SETTINGS.secret_key, tokens.SHARE, share_variant_id or 0)
+        assert link == recruiters.referral_link(
+            SETTINGS.web.base_url,
+            code,
+            share_token=share_token if share_variant_id is not None else None,
+            send_token=tokens.sign(SETTINGS.secret_key, tokens.SEND, 42),
+        )
