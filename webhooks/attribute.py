@@ -20,25 +20,33 @@ from engine.models import Contact, Recruiter, Send
 from engine.suppressions import chunked
 from webhooks import native
 from webhooks.apply import lock_sends
+from webhooks.native import Driver
 from webhooks.parse import ParsedEvent
 
 _CHUNK = 2000
 _MAX_MESSAGE_ID = 64  # Send.x_message_id's size: longer prefixes match nothing
 
 
-def attribute(session: so.Session, events: Sequence[ParsedEvent]) -> dict[int, dict[str, Any]]:
-    """Set ``send_id`` on each event that belongs to one of our sends (in place).
+def claimed_sends(events: Sequence[ParsedEvent]) -> list[int]:
+    """The send ids the events' custom args name, sorted (before the writer's turn)."""
+    return sorted({e.send_id_arg for e in events if e.send_id_arg is not None})
+
+
+def attribute(
+    session: so.Session, db: Driver, events: Sequence[ParsedEvent], claimed: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Set ``send_id`` on each event that belongs to one of our sends (in place); ``claimed``
+    is :func:`claimed_sends` of the events.
 
     Returns the locked states of the sends the events claim (see
     :func:`webhooks.apply.lock_sends`), which outcomes then reuse.
     """
-    claimed = sorted({e.send_id_arg for e in events if e.send_id_arg is not None})
-    sends = lock_sends(session, claimed)
-    dialect = session.get_bind().dialect.name
+    sends = lock_sends(db, claimed)
+    dialect = db.name
 
     unresolved: list[ParsedEvent] = []
     for event in events:
-        send = sends.get(event.send_id_arg) if event.send_id_arg is not None else None
+        send = sends.get(event.send_id_arg)  # type: ignore[arg-type]  # None: no send
         if send is not None and _agrees(event, send["mailing_id"], send["x_message_id"]):
             event.send_id = event.send_id_arg
         else:

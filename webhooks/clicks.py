@@ -18,6 +18,7 @@ import sqlalchemy.orm as so
 from engine.settings import WebhookSettings
 from engine.suppressions import chunked
 from webhooks import native
+from webhooks.native import Driver
 from webhooks.parse import ParsedEvent
 
 _CHUNK = 2000
@@ -49,7 +50,7 @@ def classify_clicks(
 
 
 def reclassify_clicks(
-    session: so.Session,
+    db: Driver,
     current: dict[int, dict[str, Any]],
     proposed: dict[int, dict[str, Any]],
     send_ids: list[int],
@@ -64,7 +65,7 @@ def reclassify_clicks(
     attributed click with a time sets one of them, under the send's lock), so its clicks are the
     batch's new ones: only sends that already had clicks are read back from the database.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = db.name
     decode = native.decoder(dialect)
     had_clicks = [
         send_id
@@ -72,7 +73,7 @@ def reclassify_clicks(
         if current[send_id]["first_click_at"] is not None
         or current[send_id]["scanner_click_at"] is not None
     ]
-    clicks = stored_clicks(session, had_clicks)
+    clicks = _stored_clicks(db, had_clicks)
     for send_id in send_ids:
         if send_id not in clicks:  # no clicks before this batch
             clicks[send_id] = [
@@ -95,10 +96,9 @@ def reclassify_clicks(
             wanted = "scanner" if scanner else "human"
             if label != wanted:
                 relabel[wanted].append(event_id)
-    connection = session.connection()
     for label, ids in sorted(relabel.items()):
         for chunk in chunked(sorted(ids), _CHUNK):
-            connection.exec_driver_sql(
+            db.rows(
                 f"UPDATE events SET label = {_PARAMETER[dialect]}"
                 f" WHERE {native.in_list(dialect, 'id')}",
                 (label, native.list_parameter(dialect, chunk)),
@@ -112,10 +112,13 @@ StoredClick = tuple[int, datetime, Any, str, str | None]
 def stored_clicks(session: so.Session, send_ids: Sequence[int]) -> dict[int, list[StoredClick]]:
     """``send_id -> [(event id, time, native time, url, label)]`` of the stored clicks of
     ``send_ids`` (every id present, with an empty list when it has none)."""
+    return _stored_clicks(Driver(session.connection()), send_ids)
+
+
+def _stored_clicks(db: Driver, send_ids: Sequence[int]) -> dict[int, list[StoredClick]]:
     if not send_ids:
         return {}
-    connection = session.connection()
-    dialect = connection.dialect.name
+    dialect = db.name
     decode = native.decoder(dialect)
     url = "payload ->> 'url'" if dialect == "postgresql" else "json_extract(payload, '$.url')"
     # "event_type = 'click'" is spelled out, not bound: only then can SQLite's planner use the
@@ -127,9 +130,7 @@ def stored_clicks(session: so.Session, send_ids: Sequence[int]) -> dict[int, lis
     clicks: dict[int, list[StoredClick]] = {send_id: [] for send_id in send_ids}
     for chunk in chunked(send_ids, _CHUNK):
         parameter = native.list_parameter(dialect, chunk)
-        for event_id, send_id, stored_at, link, label in connection.exec_driver_sql(
-            sql, (parameter,)
-        ):
+        for event_id, send_id, stored_at, link, label in db.rows(sql, (parameter,)):
             at = decode(stored_at)
             if at is not None:
                 text = "" if link is None else str(link)

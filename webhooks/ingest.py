@@ -2,28 +2,32 @@
 
 Everything happens in the caller's transaction, so a request is all-or-nothing: if the database
 fails, nothing is kept and the caller answers 5xx for SendGrid to retry. Deduplication is the
-unique index on ``events.event_digest`` (``INSERT … ON CONFLICT DO NOTHING RETURNING``), so
-duplicates inside a batch, across batches, across retries and across concurrent workers count
-once, and only the rows this request inserted go on to outcomes, suppressions and alerts.
+unique index on ``events.event_digest`` (time and key; ``INSERT … ON CONFLICT DO NOTHING``, see
+:mod:`webhooks.store`), so duplicates inside a batch, across batches, across retries and across
+concurrent workers count once, and only the rows this request inserted go on to outcomes,
+suppressions and alerts. Everything that needs no database is done by :func:`prepare_batch`,
+before the writer's turn; :func:`store_batch` holds the turn only for the statements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine.models import Alert, QuarantinedEvent, WebhookBatch
+from engine.models import Alert, QuarantinedEvent
 from engine.settings import WebhookSettings
 from engine.suppressions import GLOBAL, SuppressionChange, apply_changes, asm_scope
 from webhooks import native
-from webhooks.apply import apply_outcomes
-from webhooks.attribute import attribute
+from webhooks.apply import apply_outcomes, outcome_column
+from webhooks.attribute import attribute, claimed_sends
+from webhooks.native import Driver
 from webhooks.parse import ParsedEvent, Rejected, parse_body, parse_event
-from webhooks.store import store_events
+from webhooks.store import EventInserts, build_inserts, insert_events
 
 # Event type -> (scope, suppress or lift); bounces suppress only when hard (label "bounce").
 _SUPPRESSING = {
@@ -50,40 +54,58 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """A parsed body: usable events (deduplicated within the batch, in key order) and rejects."""
+    """A parsed body: usable events (deduplicated within the batch, in digest order), rejects,
+    and, for the database named by ``native_for``, everything the writer's turn needs that no
+    database does: times in the driver's form, the column each event may set, the sends the
+    events claim and the INSERT parameters."""
 
     received: int
     events: list[ParsedEvent]
     rejected: list[Rejected]
     body_bytes: int
     native_for: str | None  # the database the events' times are already encoded for
+    claimed: list[int] = field(default_factory=list)
+    inserts: EventInserts | None = None
 
 
 def prepare_batch(body: bytes, dialect_name: str | None = None) -> PreparedBatch:
     """Parse and validate a body without touching the database (so it can run before a writer
-    takes its turn); with ``dialect_name``, times are also put in that database's form.
+    takes its turn); with ``dialect_name``, also prepare the writes for that database.
 
     Raises :class:`webhooks.parse.BodyError` when the body is not a JSON array."""
     elements = parse_body(body)
-    unique: dict[str, ParsedEvent] = {}
+    unique: dict[bytes, ParsedEvent] = {}  # by the stored unique key, as across batches
     rejected: list[Rejected] = []
     for element in elements:
         parsed = parse_event(element)
         if isinstance(parsed, Rejected):
             rejected.append(parsed)
         else:
-            unique.setdefault(parsed.key, parsed)
-    # Inserting in digest order makes concurrent requests wait on each other's rows in one order.
+            unique.setdefault(parsed.digest, parsed)
+    # Inserting in digest order makes concurrent requests wait on each other's rows in one
+    # order, and walks the unique index from one leaf to the next (see engine.models.events).
     events = sorted(unique.values(), key=lambda e: e.digest)
-    if dialect_name is not None:
-        _encode_times(events, dialect_name)
-    return PreparedBatch(len(elements), events, rejected, len(body), dialect_name)
+    batch = PreparedBatch(len(elements), events, rejected, len(body), None)
+    return batch if dialect_name is None else _for_database(batch, dialect_name)
 
 
-def _encode_times(events: Sequence[ParsedEvent], dialect_name: str) -> None:
+def _for_database(batch: PreparedBatch, dialect_name: str) -> PreparedBatch:
+    events = batch.events
     encode = native.encoder(dialect_name)
+    encoded: dict[datetime | None, Any] = {}  # a batch's events share seconds
     for event in events:
-        event.occurred_native = encode(event.occurred_at)
+        at = event.occurred_at
+        value = encoded.get(at)
+        if value is None:
+            value = encoded[at] = encode(at)
+        event.occurred_native = value
+        event.outcome_column = outcome_column(event)
+    return replace(
+        batch,
+        native_for=dialect_name,
+        claimed=claimed_sends(events),
+        inserts=build_inserts(events, dialect_name),
+    )
 
 
 def store_batch(
@@ -93,20 +115,23 @@ def store_batch(
 
     Raises SQLAlchemy errors when the database fails (the caller rolls back: nothing is kept).
     """
-    events = batch.events
     connection = session.connection()
-    if batch.native_for != connection.dialect.name:
-        _encode_times(events, connection.dialect.name)
-    if connection.dialect.name == "postgresql":
+    dialect = connection.dialect.name
+    if batch.native_for != dialect or batch.inserts is None:
+        batch = _for_database(batch, dialect)
+    assert batch.inserts is not None
+    db = Driver(connection)
+    if dialect == "postgresql":
         # A batch looks up and updates a few hundred sends by id in tables that sit in memory.
         # With the default cost of a random page (4, for spinning disks) the planner scans the
         # whole sends table instead, which grows with every mailing (60,000 sends: 16 ms by a
         # scan, 6 ms by the primary key). For this transaction only.
-        connection.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+        db.rows("SET LOCAL random_page_cost = 1.1")
+    received_at = native.encoder(dialect)(now)
     # Sends are locked before events are inserted: every writer takes its locks in one order.
-    locked = attribute(session, events)
-    new_events = store_events(session, events, now)
-    apply_outcomes(session, new_events, settings, locked)
+    locked = attribute(session, db, batch.events, batch.claimed)
+    new_events = insert_events(db, batch.inserts, received_at)
+    apply_outcomes(session, db, new_events, settings, locked)
     apply_changes(session, _suppression_changes(new_events), now=now)
     _raise_alerts(session, new_events, now)
     _quarantine(session, batch.rejected, now)
@@ -116,17 +141,26 @@ def store_batch(
         duplicates=batch.received - len(batch.rejected) - len(new_events),
         quarantined=len(batch.rejected),
     )
-    session.connection().execute(
-        sa.insert(WebhookBatch.__table__).values(
-            received=result.received,
-            stored=result.stored,
-            duplicates=result.duplicates,
-            quarantined=result.quarantined,
-            body_bytes=batch.body_bytes,
-            received_at=now,
-        )
+    db.rows(
+        _BATCH_INSERT[dialect],
+        (
+            result.received,
+            result.stored,
+            result.duplicates,
+            result.quarantined,
+            batch.body_bytes,
+            received_at,
+        ),
     )
     return result
+
+
+_BATCH_INSERT = {
+    dialect: "INSERT INTO webhook_batches"
+    " (received, stored, duplicates, quarantined, body_bytes, received_at)"
+    f" VALUES ({', '.join([mark] * 6)})"
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
+}
 
 
 def ingest_body(

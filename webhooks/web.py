@@ -8,6 +8,7 @@ stored), 503 when the database fails (SendGrid retries), otherwise 200 with the 
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from engine import sqlite_wal
 from engine.auth import bearer_token
 from engine.db import get_session
 from engine.models import utcnow
@@ -30,6 +32,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 VERIFIER = "resistry.webhook_verifier"
 WRITER_LOCK = "resistry.webhook_writer_lock"
 DIALECT = "resistry.webhook_dialect"
+# SQLite files: seconds between the WAL checkpoints a worker runs in a background thread once it
+# has stored a webhook batch (the landing page's default interval); 0 leaves them to SQLite.
+WAL_CHECKPOINT_SECONDS = 0.25
 
 
 def init_app(app: Flask) -> None:
@@ -63,10 +68,15 @@ def sendgrid_events() -> ResponseReturnValue:
         batch = prepare_batch(body, current_app.extensions[DIALECT])
     except BodyError as exc:
         abort(400, description=str(exc))
+    settings = settings_of(current_app).webhooks
+    lock_path = current_app.extensions[WRITER_LOCK]
+    now = utcnow()
     session = get_session()
     try:
-        with _writer_turn(current_app.extensions[WRITER_LOCK]):
-            result = store_batch(session, batch, settings_of(current_app).webhooks, now=utcnow())
+        with _writer_turn(lock_path):
+            if lock_path is not None and WAL_CHECKPOINT_SECONDS > 0:
+                _checkpoint_in_background(session.connection(), lock_path)
+            result = store_batch(session, batch, settings, now=now)
             session.commit()
     except sa.exc.SQLAlchemyError as exc:
         session.rollback()
@@ -74,6 +84,19 @@ def sendgrid_events() -> ResponseReturnValue:
         log.error("webhook batch not stored, database error: %s", exc.__class__.__name__)
         return jsonify(error="Service Unavailable", message="database unavailable; retry"), 503
     return jsonify(result.as_dict())
+
+
+def _checkpoint_in_background(connection: sa.Connection, lock_path: Path) -> None:
+    """Leave this connection's WAL checkpoints to a thread (:mod:`engine.sqlite_wal`): run by
+    the commit that crosses SQLite's threshold, one webhook batch in eight held the writer's
+    turn for a checkpoint, and every writer queued behind it waited."""
+    sqlite_wal.checkpoint_in_background(
+        connection.engine,
+        connection.connection,
+        WAL_CHECKPOINT_SECONDS,
+        "webhooks",
+        functools.partial(_writer_turn, lock_path),
+    )
 
 
 def _writer_lock_path(database_url: str) -> Path | None:

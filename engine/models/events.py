@@ -16,13 +16,16 @@ class Event(Base):
     """A SendGrid event, stored losslessly, unique on ``event_digest``.
 
     ``event_key`` is ``sg_event_id`` when present, else a hash of the canonical event;
-    ``event_digest`` is its 16-byte BLAKE2b digest (see :func:`event_digest`), the unique key.
-    ``send_id`` is NULL for unattributed events, which never count in a variant.
+    ``event_digest``, the unique key, is the second the event occurred followed by a digest of
+    its key (see :func:`event_digest`). ``send_id`` is NULL for unattributed events, which never
+    count in a variant.
 
     Every index here costs every webhook insert, so there are only two. Deduplication needs a
-    unique key; SendGrid's ids are random, so each insert lands on a random leaf page, and a
-    16-byte digest instead of ~60 characters of text makes that index three to four times
-    smaller (on SQLite a commit writes whole pages: a batch's commit took half the time). Click
+    unique key. SendGrid's ids are random: keyed by them alone, each insert of a batch landed on
+    a random leaf page of the whole index (most of a batch's pages written at commit, and more
+    with every event stored). SendGrid posts events soon after they occur, so keyed by time
+    first, a batch's inserts land on a few neighbouring pages at the index's end; a retried or
+    duplicated event is the same event, with the same time, so it still meets its copy. Click
     reclassification, the only query that looks events up by send, reads clicks: a partial
     index on clicks (a few percent of all events) serves it. ``send_id`` has no foreign key:
     attribution sets it only to a send it has read (and, on PostgreSQL, locked) in the same
@@ -53,10 +56,18 @@ class Event(Base):
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
 
-def event_digest(event_key: str) -> bytes:
-    """The unique key of an event: the 16-byte BLAKE2b digest of its ``event_key`` (collisions
-    need about 2**64 events)."""
-    return hashlib.blake2b(event_key.encode("utf-8"), digest_size=16).digest()
+def event_digest(event_key: str, occurred_at: datetime | None = None) -> bytes:
+    """The unique key of an event (16 bytes): the UTC second it occurred (4 bytes big-endian,
+    zero when it has no time), then the 12-byte BLAKE2b digest of its ``event_key``. Keys
+    collide only within one second, where that needs about 2**48 events."""
+    second = 0 if occurred_at is None else min(max(int(occurred_at.timestamp()), 0), _LAST)
+    return (
+        second.to_bytes(4, "big")
+        + hashlib.blake2b(event_key.encode("utf-8"), digest_size=12).digest()
+    )
+
+
+_LAST = 2**32 - 1
 
 
 class QuarantinedEvent(Base):

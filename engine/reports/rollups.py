@@ -3,10 +3,10 @@ the increments, their upsert, and the sends' side (the landing side is
 :mod:`engine.reports.rollup_visits`).
 
 Each write point collects its increments in a :class:`RollupChanges` and applies them once, at
-the end of its work, in the same transaction as the rows: one ``INSERT … ON CONFLICT (key) DO
-UPDATE SET n = n + excluded.n`` per table, with the increments already summed per key (SQLite
-and PostgreSQL). An outcome is credited to the bucket of its send (hour sent) or visit (hour of
-the visit), whenever it happens.
+the end of its work, in the same transaction as the rows: one prepared ``INSERT … ON CONFLICT
+(key) DO UPDATE SET n = n + excluded.n`` per table, run once per key with the increments
+already summed per key (SQLite and PostgreSQL). An outcome is credited to the bucket of its send
+(hour sent) or visit (hour of the visit), whenever it happens.
 
 Lock order, so that concurrent writers never deadlock on PostgreSQL: visit → send rows (id
 order) → variant rows → contact → rollup rows, and the rollups last of all, table by table
@@ -72,7 +72,6 @@ _STATE_KEY = (
     "share_variant_id",
     "sent_at",
 )
-_CHUNK = 500  # rows per statement: 17 parameters each stays far below SQLite's limit
 
 
 def hour_of(at: datetime) -> datetime:
@@ -135,26 +134,61 @@ class RollupChanges:
 def _upsert(
     session: so.Session, table: Any, changes: Mapping[tuple[Any, ...], Counter[str]]
 ) -> None:
+    sql, rows = upsert_rows(session.get_bind().dialect, table, changes)
+    if rows:
+        session.connection().exec_driver_sql(sql, rows)
+
+
+def upsert_rows(
+    dialect: sa.Dialect, table: Any, changes: Mapping[tuple[Any, ...], Counter[str]]
+) -> tuple[str, list[Any]]:
+    """The one-row upsert of ``table`` for ``dialect`` and its parameter rows for ``changes``,
+    in the driver's form and key order (the rollups' lock order), for the driver's executemany.
+
+    One prepared statement run once per key: a many-row statement would be compiled once per
+    number of rows (about 10 ms each), and writers meet a different number in nearly every
+    transaction.
+    """
+    sql, parameters = _one_row_upsert(dialect, table)
+    named = parameters[0][0] is not None
+    rows: list[Any] = []
+    for key in sorted(changes):
+        counts = changes[key]
+        if not any(counts.values()):
+            continue
+        values = []
+        for _name, position, counter, convert in parameters:
+            value = key[position] if counter is None else counts[counter]
+            values.append(value if convert is None else convert(value))
+        if named:
+            rows.append({p[0]: value for p, value in zip(parameters, values, strict=True)})
+        else:
+            rows.append(tuple(values))
+    return sql, rows
+
+
+@functools.lru_cache(maxsize=32)
+def _one_row_upsert(
+    dialect: sa.Dialect, table: Any
+) -> tuple[str, list[tuple[str | None, int, str | None, Any]]]:
+    """The one-row upsert's SQL and, per parameter in the driver's order, its name (``None``
+    when positional), the position of its key column, or its counter, and its conversion."""
     keys = tuple(column.key for column in table.primary_key.columns)
     counters = tuple(column.key for column in table.columns if not column.primary_key)
-    rows = [
-        {**dict(zip(keys, key, strict=True)), **{name: changes[key][name] for name in counters}}
-        for key in sorted(changes)
-        if any(changes[key].values())
-    ]
-    if not rows:
-        return
-    connection = session.connection()
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        sql, order, process = _upsert_sql(connection.dialect, table, keys, counters, len(chunk))
-        values = {
-            f"{name}_{i}": process[name](value) if process[name] else value
-            for i, row in enumerate(chunk)
-            for name, value in row.items()
-        }
-        parameters: Any = tuple(values[name] for name in order) if order is not None else values
-        connection.exec_driver_sql(sql, parameters)
+    sql, order, process = _upsert_sql(dialect, table, keys, counters, 1)
+    names = order if order is not None else tuple(f"{name}_0" for name in (*keys, *counters))
+    parameters = []
+    for parameter in names:
+        column = parameter.removesuffix("_0")
+        parameters.append(
+            (
+                None if order is not None else parameter,
+                keys.index(column) if column in keys else -1,
+                None if column in keys else column,
+                process[column],
+            )
+        )
+    return sql, parameters
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,5 +1,5 @@
 """Webhook batches keep the report rollups equal to a rebuild from the rows, however many
-hourly buckets a batch's sends fall into (they are written in groups, see webhooks.apply)."""
+hourly buckets a batch's sends fall into."""
 
 from datetime import timedelta
 
@@ -12,7 +12,7 @@ from engine.reports.rebuild import rebuild_rollups
 from engine.settings import Settings
 from tests.engine.reports.rollup_support import Snapshot, rollup_rows, totals
 from tests.webhooks.helpers import NOW, T0, event, seed_sends
-from webhooks import apply, wire
+from webhooks import wire
 from webhooks.ingest import ingest_body
 
 
@@ -31,7 +31,7 @@ def assert_rollups_match_rebuild(session: so.Session) -> Snapshot:
 def test_a_batch_over_many_buckets_keeps_the_rollups_exact(
     session: so.Session, settings: Settings
 ) -> None:
-    fixture = seed_sends(session, 3 * apply._ROLLUP_GROUP)
+    fixture = seed_sends(session, 48)
     sent = []
     for n, send in enumerate(fixture.sends):  # one send per hour: more buckets than a group
         sent_at = NOW - timedelta(hours=n)

@@ -1,7 +1,9 @@
 """How events are stored: the digest key, the few indexes, and the migration that made them."""
 
+import hashlib
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ from tests.conftest import POSTGRES_URL, make_settings
 from tests.webhooks.helpers import NOW, T0, Fixture, event
 from webhooks import native, wire
 from webhooks.clicks import stored_clicks
-from webhooks.ingest import ingest_body
+from webhooks.ingest import ingest_body, prepare_batch
+from webhooks.native import Driver
+from webhooks.store import insert_events
 
 
 def ingest(session: so.Session, settings: Settings, events: list) -> dict[str, int]:
@@ -26,7 +30,7 @@ def ingest(session: so.Session, settings: Settings, events: list) -> dict[str, i
     return result.as_dict()
 
 
-def test_the_digest_of_the_key_is_the_unique_key(
+def test_the_digest_of_time_and_key_is_the_unique_key(
     session: so.Session, settings: Settings, world: Fixture
 ) -> None:
     opened = event("open", world.sends[0], T0 + 60, sg_event_id="ZGVsaXZlcmVkLTAtMjQ5MDI3MDg")
@@ -34,8 +38,9 @@ def test_the_digest_of_the_key_is_the_unique_key(
     assert ingest(session, settings, [dict(opened)])["duplicates"] == 1
     stored = session.scalars(sa.select(Event)).one()
     assert stored.event_key == "ZGVsaXZlcmVkLTAtMjQ5MDI3MDg"
-    assert stored.event_digest == event_digest(stored.event_key)
+    assert stored.event_digest == event_digest(stored.event_key, stored.occurred_at)
     assert len(stored.event_digest) == 16
+    assert stored.event_digest[:4] == (T0 + 60).to_bytes(4, "big")
     with pytest.raises(sa.exc.IntegrityError), session.begin_nested():
         session.add(
             Event(
@@ -45,6 +50,20 @@ def test_the_digest_of_the_key_is_the_unique_key(
                 payload={},
             )
         )
+
+
+def test_digests_sort_by_time_whatever_the_key() -> None:
+    """A batch's inserts walk the unique index from one leaf to the next (SendGrid's ids are
+    random; events are posted soon after they occur)."""
+    moments = [datetime.fromtimestamp(T0 + n, UTC) for n in (0, 1, 1, 3600, 86_400)]
+    keys = ["zz", "aa", "mm", "0", "z" * 100]
+    digests = [event_digest(key, at) for key, at in zip(keys, moments, strict=True)]
+    assert sorted(digests, key=lambda d: d[:4]) == digests
+    assert len(set(digests)) == len(digests)
+    # Milliseconds and the sub-second part do not matter: the second is the prefix.
+    assert event_digest("k", moments[0].replace(microsecond=999_999))[:4] == digests[0][:4]
+    assert event_digest("k", None)[:4] == bytes(4)  # no time: the index's start
+    assert event_digest("k", datetime(1960, 1, 1, tzinfo=UTC))[:4] == bytes(4)
 
 
 def test_events_carry_only_the_indexes_queries_need(session: so.Session) -> None:
@@ -175,3 +194,62 @@ def test_migration_0005_gives_stored_events_their_digest(empty_database: sa.Engi
     migrate.downgrade(empty_database, "0004")
     with empty_database.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM events")).scalar() == 2
+
+
+def test_migration_0007_puts_the_time_first_in_stored_digests(empty_database: sa.Engine) -> None:
+    migrate.upgrade(empty_database, "0006")
+    occurred = datetime.fromtimestamp(T0, UTC)
+    with empty_database.begin() as connection:
+        for key, at in (("evt-1", occurred), ("unknown-type", None)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO events (event_key, event_digest, event_type, occurred_at,"
+                    " payload, received_at) VALUES (:key, :digest, 'open', :at, '{}', :now)"
+                ),
+                {
+                    "key": key,
+                    "digest": hashlib.blake2b(key.encode(), digest_size=16).digest(),
+                    "at": None if at is None else _stored_time(empty_database, at),
+                    "now": _stored_time(empty_database, NOW),
+                },
+            )
+    migrate.upgrade(empty_database)
+    assert _digests(empty_database) == [
+        ("evt-1", event_digest("evt-1", occurred)),
+        ("unknown-type", event_digest("unknown-type", None)),
+    ]
+    migrate.downgrade(empty_database, "0006")
+    assert _digests(empty_database) == [
+        (key, hashlib.blake2b(key.encode(), digest_size=16).digest())
+        for key in ("evt-1", "unknown-type")
+    ]
+
+
+def _stored_time(engine: sa.Engine, at: datetime) -> object:
+    return at.replace(tzinfo=None).isoformat(sep=" ") if engine.dialect.name == "sqlite" else at
+
+
+def _digests(engine: sa.Engine) -> list[tuple[str, bytes]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT event_key, event_digest FROM events ORDER BY id")
+        ).all()
+    return [(key, bytes(digest)) for key, digest in rows]
+
+
+def test_inserting_reports_exactly_the_new_rows_and_their_ids(
+    session: so.Session, settings: Settings, world: Fixture
+) -> None:
+    send = world.sends[0]
+    first = [event("delivered", send, T0), event("open", send, T0 + 60)]
+    assert ingest(session, settings, first)["stored"] == 2
+    later = [event("click", send, T0 + 600, url="https://a"), event("open", send, T0 + 900)]
+    dialect = session.get_bind().dialect.name
+    batch = prepare_batch(wire.build_body([later[0], *first, later[1]]), dialect)
+    assert batch.inserts is not None
+    new = insert_events(Driver(session.connection()), batch.inserts, native.encoder(dialect)(NOW))
+    ids = {key: event_id for key, event_id in session.execute(sa.select(Event.event_key, Event.id))}
+    assert sorted((e.key, e.event_id) for e in new) == sorted(
+        (e["sg_event_id"], ids[e["sg_event_id"]]) for e in later
+    )
+    session.rollback()

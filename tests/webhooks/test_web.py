@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from engine.app import create_app
 from engine.models import Event, QuarantinedEvent
 from engine.settings import Settings
-from tests.webhooks.helpers import T0, Fixture, counts, event, post
+from tests.webhooks.helpers import T0, Fixture, counts, event, post, send_row, variant
 from webhooks import ingest, wire
 
 
@@ -199,3 +199,24 @@ def test_get_is_not_allowed(webhook_client) -> None:  # type: ignore[no-untyped-
     response = webhook_client.get("/webhooks/sendgrid")
     assert response.status_code == 405
     assert response.json["error"] == "Method Not Allowed"
+
+
+def test_a_failing_driver_statement_is_a_503_and_nothing_is_kept(  # type: ignore[no-untyped-def]
+    webhook_client, signing_key, world, session, monkeypatch
+) -> None:
+    """The hot path runs its statements on the driver's cursor (webhooks.native.Driver): its
+    errors still come out as SQLAlchemy's, so the view answers 503 and the batch rolls back."""
+    events = [event("delivered", world.sends[0], T0), event("open", world.sends[0], T0 + 9)]
+    before = counts(session)
+    broken = {
+        "sqlite": "INSERT INTO no_such_table VALUES (?, ?, ?, ?, ?, ?)",
+        "postgresql": "INSERT INTO no_such_table VALUES (%s, %s, %s, %s, %s, %s)",
+    }
+    monkeypatch.setattr(ingest, "_BATCH_INSERT", broken)  # the batch's last statement
+    response = post(webhook_client, signing_key, events)
+    assert response.status_code == 503
+    assert counts(session) == before
+    assert send_row(session, world.sends[0]).delivered_at is None  # outcomes rolled back too
+    assert variant(session, world.sends[0].variant_ids[1]).successes == 0
+    monkeypatch.undo()
+    assert post(webhook_client, signing_key, events).json["stored"] == 2
