@@ -1,7 +1,7 @@
 """visits: partial indexes on the attribution columns
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 
 Why (see engine.models.audience.Visit): every landing view inserts a visit, and most visits carry
 no group, recruiter or send; full indexes made each such insert touch (and, on SQLite, commit)
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
