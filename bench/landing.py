@@ -142,14 +142,15 @@ def start_server(url: str, port: int, log_path: Path, workers: int) -> subproces
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited; see {log_path}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/hello")
             if connection.getresponse().status == 200:
-                connection.close()
                 return server
         except OSError:
             time.sleep(0.1)
+        finally:
+            connection.close()
     server.terminate()
     raise SystemExit(f"the server did not answer within 30 s; see {log_path}")
 

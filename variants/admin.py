@@ -14,9 +14,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -30,6 +38,7 @@ from engine.auth import (
 )
 from engine.db import get_session
 from engine.models import Group, User
+from engine.rate_limits import RateLimit
 from variants import admin_experiments, admin_groups
 from variants.admin_forms import ActionForm, LoginForm, UserForm, choices
 from variants.validation import NotFound
@@ -38,14 +47,16 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 ALL_ROLES = ("admin", "analyst", "group_manager")
 
 
+LOGIN_LIMIT = "resistry.login_limit"
+
+
 def init_app(app: Flask) -> None:
     """Rate-limit login attempts per client IP ([admin] login_rate_limit) against guessing."""
     settings = app.extensions["resistry.settings"]
-    # One limiter per app, so each app (and each test) starts with empty counters.
-    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.web.rate_limit_storage)
-    app.view_functions["admin.login"] = limiter.limit(
-        settings.admin.login_rate_limit, methods=["POST"]
-    )(app.view_functions["admin.login"])
+    # One limit per app, so each app (and each test) starts with empty counters.
+    app.extensions[LOGIN_LIMIT] = RateLimit(
+        "login", settings.admin.login_rate_limit, settings.web.rate_limit_storage
+    )
 
 
 @bp.errorhandler(NotFound)
@@ -80,6 +91,10 @@ def _safe_next(target: str | None) -> str | None:
 def login() -> Any:
     """Public: the login form."""
     form = LoginForm()
+    limit: RateLimit = current_app.extensions[LOGIN_LIMIT]
+    if request.method == "POST" and not limit.hit(request.remote_addr or ""):
+        form.form_errors.append("Too many login attempts. Please wait a minute and try again.")
+        return render_template("admin/login.html", form=form), 429
     if form.validate_on_submit():
         session = get_session()
         user = session.scalar(sa.select(User).where(User.username == form.username.data.strip()))

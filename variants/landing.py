@@ -13,7 +13,6 @@ once someone signs up (the thanks page).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -234,7 +233,10 @@ def _sticky_arm(
     arm = runtime.chooser.choose(snapshot)
     if arm is None:
         return None, visitor
-    return arm, replace(visitor, experiment_id=snapshot.experiment_id, variant_id=arm.variant_id)
+    chosen = Visitor(
+        visitor.id, snapshot.experiment_id, arm.variant_id, visitor.visit_id, visitor.visit_key
+    )
+    return arm, chosen
 
 
 def _record_visit(runtime: landing_state.LandingRuntime, visit: landing_visits.NewVisit) -> int:
@@ -249,12 +251,13 @@ def _record_visit(runtime: landing_state.LandingRuntime, visit: landing_visits.N
     return visit_id
 
 
+_PAGE_HEADERS = (("Cache-Control", "private, no-store"), ("Vary", "Cookie"))
+
+
 def _page_response(html: str, status: int, visitor: Visitor, known: Visitor | None) -> Response:
     """The page, remembering ``visitor`` in its cookie when it changed."""
-    response = Response(html, status, mimetype="text/html")
     # The page holds this visitor's CSRF token and variant: never a shared cache's copy.
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Vary"] = "Cookie"
+    response = Response(html, status, _PAGE_HEADERS, mimetype="text/html")
     if visitor != known:
         runtime_of(current_app).visitors.write(response, visitor)
     return response

@@ -1,7 +1,7 @@
-"""SQLite specifics of the landing write: writers take turns, and the WAL is checkpointed off
-the request path.
+"""SQLite specifics of the landing write: each writer thread keeps a connection of its own,
+writers take turns, and the WAL is checkpointed off the request path.
 
-Both only apply to an SQLite file; PostgreSQL and in-memory databases pass through untouched.
+All three only apply to an SQLite file; PostgreSQL and in-memory databases pass through untouched.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,75 @@ def sqlite_file(engine: sa.Engine) -> str | None:
     if engine.dialect.name != "sqlite" or not path or path == ":memory:" or "mode=memory" in path:
         return None
     return path
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+class _Writers(threading.local):
+    connection: Any = None  # the pool's handle, detached: closing it closes the connection
+    pid: int = 0
+
+
+_WRITERS: weakref.WeakKeyDictionary[sa.Engine, tuple[_Writers, list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITERS_LOCK = threading.Lock()
+
+
+def own_connection(engine: sa.Engine) -> Any:
+    """This thread's own connection to the engine's SQLite file, kept open between landing
+    writes and closed when the engine is disposed; ``None`` for other databases.
+
+    Why: checking a connection out of the pool and back in cost ~20 µs of a ~90 µs write. The
+    connection is made by the pool (so it gets the engine's PRAGMAs) and then detached from it,
+    so it never counts against the pool's size. A forked process opens its own.
+    """
+    if sqlite_file(engine) is None:
+        return None
+    entry = _WRITERS.get(engine)
+    if entry is None:
+        with _WRITERS_LOCK:
+            entry = _WRITERS.get(engine)
+            if entry is None:
+                entry = _WRITERS[engine] = (_Writers(), [])
+                sa.event.listen(engine, "engine_disposed", _close_writers)
+    writers, opened = entry
+    if writers.connection is None or writers.pid != os.getpid():
+        connection = engine.raw_connection()
+        connection.detach()
+        writers.connection, writers.pid = connection, os.getpid()
+        with _WRITERS_LOCK:
+            opened.append(connection)
+    return writers.connection
+
+
+def drop_own_connection(engine: sa.Engine) -> None:
+    """Close this thread's own connection (after an error that may have broken it)."""
+    entry = _WRITERS.get(engine)
+    if entry is None or entry[0].connection is None:
+        return
+    connection, entry[0].connection = entry[0].connection, None
+    with _WRITERS_LOCK:
+        if connection in entry[1]:
+            entry[1].remove(connection)
+    _close_quietly(connection)
+
+
+def _close_writers(engine: sa.Engine) -> None:
+    with _WRITERS_LOCK:
+        entry = _WRITERS.pop(engine, None)
+    if entry is None:
+        return
+    for connection in entry[1]:
+        _close_quietly(connection)
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except sqlite3.Error:  # pragma: no cover - closing a broken connection
+        log.warning("could not close a landing writer's connection", exc_info=True)
 
 
 # --- turns ---------------------------------------------------------------------------------------

@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-import limits
-import limits.storage
-import limits.strategies
 import numpy as np
 import sqlalchemy as sa
 from flask import Flask, current_app, get_template_attribute
@@ -24,6 +21,7 @@ from markupsafe import Markup
 
 from engine.app import settings_of
 from engine.models import utcnow
+from engine.rate_limits import RateLimit
 from variants import assignment, visibility
 from variants import signup as signups
 from variants.landing_visitor import FormContextSigner, VisitorCookies
@@ -89,25 +87,6 @@ class LockedGenerator:
             return assignment.choose_arm(snapshot, self._rng)
 
 
-class SignupLimit:
-    """Signups allowed per client address (``[web] signup_rate_limit``, fixed windows).
-
-    Checked inside the signup view with :mod:`limits` itself: a Flask-Limiter instance would
-    also run its before- and after-request hooks on every other request of the site (about
-    70 µs each, the landing page's included).
-    """
-
-    def __init__(self, rate: str, storage_uri: str) -> None:
-        self._limits = limits.parse_many(rate)
-        self._limiter = limits.strategies.FixedWindowRateLimiter(
-            limits.storage.storage_from_string(storage_uri)
-        )
-
-    def hit(self, address: str) -> bool:
-        """Count one signup from ``address``; ``False`` when one of the limits is exceeded."""
-        return all([self._limiter.hit(limit, "signup", address) for limit in self._limits])
-
-
 @dataclass(frozen=True)
 class LandingState:
     """What every landing request needs, loaded once per refresh period.
@@ -132,7 +111,7 @@ class LandingRuntime:
     chooser: LockedGenerator
     form_signer: FormContextSigner
     visitors: VisitorCookies
-    signup_limit: SignupLimit
+    signup_limit: RateLimit
     # Where a landing view writes its visit in a transaction of its own
     # (variants.landing_visits.record_visit_committed); None when the app's sessions are bound
     # to one connection (the tests' rolled-back transaction): the view then uses its session.
@@ -185,7 +164,9 @@ def init_runtime(app: Flask) -> LandingRuntime:
             max_age=app.permanent_session_lifetime,
         ),
         # One per app, so each app (and each test) starts with empty counters.
-        signup_limit=SignupLimit(settings.web.signup_rate_limit, settings.web.rate_limit_storage),
+        signup_limit=RateLimit(
+            "signup", settings.web.signup_rate_limit, settings.web.rate_limit_storage
+        ),
         visit_engine=bind if isinstance(bind, sa.Engine) else None,
         checkpoint_seconds=settings.landing.wal_checkpoint_seconds,
     )

@@ -35,7 +35,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +53,18 @@ _FIELDS = 8  # visitor id, experiment, variant, visit, group, recruiter, send, s
 VisitKey = tuple[int | None, int | None, int | None, int | None, int | None]
 
 
+class _Signer(Signer):
+    """itsdangerous' signer with its key derived once (it derives it again on every call)."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        key = self.__dict__.get("_derived")
+        if key is None:
+            key = self.__dict__["_derived"] = super().derive_key()
+        return key
+
+
 @dataclass(frozen=True)
 class Visitor:
     """What the cookie remembers: who (``id``: seeds the group order), the sticky landing
@@ -67,7 +79,8 @@ class Visitor:
 
     def with_visit(self, visit_id: int | None, key: VisitKey | None) -> Visitor:
         """This visitor with ``visit_id`` (``None``: the next view is a new visit)."""
-        return replace(self, visit_id=visit_id, visit_key=key if visit_id is not None else None)
+        key = key if visit_id is not None else None
+        return Visitor(self.id, self.experiment_id, self.variant_id, visit_id, key)
 
 
 def new_visitor() -> Visitor:
@@ -82,7 +95,7 @@ class VisitorCookies:
     """
 
     def __init__(self, secret_key: str, *, secure: bool, max_age: timedelta) -> None:
-        self._cookie = Signer(secret_key, salt=COOKIE_SALT, digest_method=hashlib.sha256)
+        self._cookie = _Signer(secret_key, salt=COOKIE_SALT, digest_method=hashlib.sha256)
         # The CSRF key is derived once: a token is then one HMAC of the visitor id.
         self._csrf_key = hmac.digest(secret_key.encode(), CSRF_SALT.encode(), "sha256")
         self.secure = secure
@@ -152,7 +165,7 @@ class FormContextSigner:
     """
 
     def __init__(self, secret_key: str, salt: str) -> None:
-        self._signer = Signer(secret_key, salt=salt, digest_method=hashlib.sha256)
+        self._signer = _Signer(secret_key, salt=salt, digest_method=hashlib.sha256)
 
     def dumps(self, context: Mapping[str, Any]) -> str:
         """The signed context: URL-safe characters only (nothing to escape in HTML)."""

@@ -59,13 +59,20 @@ class Prepared:
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         """``values`` converted for the driver, in the form its paramstyle takes."""
-        converted = dict(self.fixed)
-        for name, value in values.items():
-            processor = self.processors.get(name)
-            converted[name] = processor(value) if processor is not None else value
         if self.order is None:
+            converted = dict(self.fixed)
+            for name, value in values.items():
+                processor = self.processors.get(name)
+                converted[name] = processor(value) if processor is not None else value
             return converted
-        return tuple(converted[name] for name in self.order)
+        # The hottest path of a landing view: one pass over the statement's own positions.
+        fixed, processors = self.fixed, self.processors
+        return [
+            fixed[name]
+            if name in fixed
+            else (processors[name](values[name]) if processors[name] else values[name])
+            for name in self.order
+        ]
 
     def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
         """Execute on a DBAPI cursor; returns the cursor (fetch RETURNING rows from it)."""
@@ -206,29 +213,58 @@ def record_visit(session: so.Session, visit: NewVisit) -> int:
 def record_visit_committed(
     engine: sa.Engine, visit: NewVisit, *, checkpoint_seconds: float = 0.0
 ) -> int:
-    """The same write in a transaction of its own on a pooled connection, committed before it
-    returns the visit id (rolled back, and the error raised, if anything fails).
+    """The same write in a transaction of its own, committed before it returns the visit id
+    (rolled back, and the error raised, if anything fails).
 
     The landing view's write needs no ORM session: its bookkeeping (begin, commit, close) costs
-    more than the write itself, and on SQLite the lock is held throughout. Here the lock is
-    taken by ``BEGIN IMMEDIATE`` right before the first statement and released by the commit;
-    landing writers queue for it in turn (:func:`~variants.landing_sqlite.write_turn`), and
-    with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
-    (:func:`~variants.landing_sqlite.checkpoint_in_background`).
+    more than the write itself, and on SQLite the lock is held throughout. On an SQLite file the
+    write runs on the thread's own connection (:func:`~variants.landing_sqlite.own_connection`),
+    the lock is taken by ``BEGIN IMMEDIATE`` right before the first statement and released by
+    the commit; landing writers queue for it in turn (:func:`~variants.landing_sqlite.write_turn`),
+    and with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
+    (:func:`~variants.landing_sqlite.checkpoint_in_background`). Other databases use a pooled
+    connection.
     """
+    own = landing_sqlite.own_connection(engine)
+    if own is None:
+        return _record_on_pooled_connection(engine, visit)
+    if checkpoint_seconds > 0:
+        landing_sqlite.checkpoint_in_background(engine, own, checkpoint_seconds)
+    connection = own.dbapi_connection
+    with sqlalchemy_errors(engine.dialect), landing_sqlite.write_turn(engine):
+        cursor = connection.cursor()
+        try:
+            # The driver runs in autocommit mode (engine.db): the transaction is ours.
+            cursor.execute("BEGIN IMMEDIATE")
+            visit_id = _write(cursor, _statements(engine.dialect), visit)
+            connection.commit()
+        except BaseException:
+            _roll_back(engine, connection)
+            raise
+        finally:
+            cursor.close()
+    return visit_id
+
+
+def _roll_back(engine: sa.Engine, connection: Any) -> None:
+    """Roll the thread's own connection back; one that cannot even do that is replaced."""
+    try:
+        if connection.in_transaction:
+            connection.rollback()
+    except engine.dialect.loaded_dbapi.Error:
+        landing_sqlite.drop_own_connection(engine)
+
+
+def _record_on_pooled_connection(engine: sa.Engine, visit: NewVisit) -> int:
     raw = engine.raw_connection()
     cursor = None
     try:
         with sqlalchemy_errors(engine.dialect):
-            if checkpoint_seconds > 0:
-                landing_sqlite.checkpoint_in_background(engine, raw, checkpoint_seconds)
-            with landing_sqlite.write_turn(engine):
-                cursor = cursor_of(raw)
-                if engine.dialect.name == "sqlite":
-                    # The driver runs in autocommit mode (engine.db): the transaction is ours.
-                    cursor.execute("BEGIN IMMEDIATE")
-                visit_id = _write(cursor, _statements(engine.dialect), visit)
-                raw.commit()
+            cursor = cursor_of(raw)
+            if engine.dialect.name == "sqlite":  # an in-memory database; autocommit, as above
+                cursor.execute("BEGIN IMMEDIATE")
+            visit_id = _write(cursor, _statements(engine.dialect), visit)
+            raw.commit()
         return visit_id
     except BaseException:
         raw.rollback()

@@ -276,11 +276,8 @@ def test_checkpoints_move_off_the_request_path_and_stop_with_the_engine(tmp_path
         record_visit_committed(engine, NewVisit("v", variant, LATER), checkpoint_seconds=0.02)
     checkpointer = landing_sqlite.checkpointer_of(engine)
     assert checkpointer is not None and checkpointer.is_alive()
-    raw = engine.raw_connection()  # the pool's one connection: the landing write's
-    try:
-        assert raw.cursor().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-    finally:
-        raw.close()
+    own = landing_sqlite.own_connection(engine)  # this thread's landing connection
+    assert own.cursor().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     deadline = time.monotonic() + 5
     while checkpointer.checkpoints < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -289,3 +286,49 @@ def test_checkpoints_move_off_the_request_path_and_stop_with_the_engine(tmp_path
     engine.dispose()
     checkpointer.join(timeout=5)
     assert not checkpointer.is_alive() and landing_sqlite.checkpointer_of(engine) is None
+
+
+def test_each_writer_thread_keeps_one_connection_outside_the_pool(tmp_path: Path) -> None:
+    engine = create_db_engine(make_settings(f"sqlite:///{tmp_path / 'own.sqlite3'}"))
+    migrate.upgrade(engine)
+    with so.Session(engine) as session:
+        add_groups(session)
+        variant = add_experiment(session).variants[0].id
+        session.commit()
+    ids = [record_visit_committed(engine, NewVisit("v", variant, LATER)) for _ in range(3)]
+    mine = landing_sqlite.own_connection(engine)
+    theirs: list[object] = []
+    thread = threading.Thread(
+        target=lambda: (
+            record_visit_committed(engine, NewVisit("w", variant, LATER)),
+            theirs.append(landing_sqlite.own_connection(engine)),
+        )
+    )
+    thread.start()
+    thread.join(timeout=5)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert landing_sqlite.own_connection(engine) is mine  # kept between writes
+    assert theirs and theirs[0] is not mine  # one per thread
+    assert engine.pool.checkedout() == 0  # neither holds a pooled connection
+    with so.Session(engine) as session:
+        assert session.get(Variant, variant).trials == 4
+    driver = mine.dbapi_connection
+    engine.dispose()  # closes them
+    with pytest.raises(sqlite3.ProgrammingError):
+        driver.execute("SELECT 1")
+
+
+def test_a_failed_write_rolls_back_and_the_next_one_succeeds(tmp_path: Path) -> None:
+    engine = create_db_engine(make_settings(f"sqlite:///{tmp_path / 'retry.sqlite3'}"))
+    migrate.upgrade(engine)
+    with so.Session(engine) as session:
+        add_groups(session)
+        variant = add_experiment(session).variants[0].id
+        session.commit()
+    with pytest.raises(sa.exc.IntegrityError):  # no such send: the foreign key refuses it
+        record_visit_committed(engine, NewVisit("v", variant, LATER, send_id=999_999))
+    assert record_visit_committed(engine, NewVisit("v", variant, LATER)) > 0
+    with so.Session(engine) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Visit)) == 1
+        assert session.get(Variant, variant).trials == 1
+    engine.dispose()
