@@ -19,15 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine import sqlite_wal
+from engine.sqlite_wal import sqlite_file
+
 log = logging.getLogger(__name__)
-
-
-def sqlite_file(engine: sa.Engine) -> str | None:
-    """The database file of an SQLite engine, or ``None`` (another database, or in memory)."""
-    path = engine.url.database
-    if engine.dialect.name != "sqlite" or not path or path == ":memory:" or "mode=memory" in path:
-        return None
-    return path
 
 
 # --- connections ---------------------------------------------------------------------------------
@@ -159,105 +154,13 @@ def _turn(path: str) -> _Turn:
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
-class Checkpointer(threading.Thread):
-    """Copies the WAL back into the database file every ``interval`` seconds.
-
-    Why: with automatic checkpoints, the commit that crosses ``wal_autocheckpoint`` pages runs
-    the checkpoint (page copies and two fsyncs, about 3 ms here) before it returns, while its
-    writer still holds the landing turn, so every landing view queued behind it waits too;
-    measured (bench/landing.py, three alternating pairs), landing p99 was 23–27 ms with
-    automatic checkpoints and 16–19 ms with this thread (one pair disturbed by other load).
-
-    How: a PASSIVE checkpoint copies what the WAL holds while writers go on. SQLite only starts
-    the WAL file over when a writer begins right after a checkpoint that copied everything, which
-    never happens while landing writers append continuously (the WAL grew by 60 MB/s in a
-    benchmark). So once the WAL holds ``restart_frames`` frames, a second PASSIVE checkpoint
-    runs while holding the landing turn: it only copies the few frames appended since the first
-    (well under a millisecond), and the next landing writer then starts the WAL over.
-
-    Why it is safe: a checkpoint only copies committed pages from the WAL into the database
-    file; PASSIVE never waits for or interrupts readers and writers, and writers keep appending
-    to the WAL meanwhile. Committed transactions are durable in the WAL whether or not a
-    checkpoint ran (if this process dies, the next connection replays the WAL), so a late or
-    failed checkpoint costs WAL size, never data. The thread runs in every process whose
-    connections stopped checkpointing (see :func:`checkpoint_in_background`) until the engine
-    is disposed or the process exits.
-    """
-
-    def __init__(self, path: str, interval: float, restart_frames: int = 1000) -> None:
-        super().__init__(name=f"wal-checkpoint {os.path.basename(path)}", daemon=True)
-        self.path = path
-        self.interval = interval
-        self.restart_frames = restart_frames
-        self.stopped = threading.Event()
-        self.checkpoints = 0  # completed runs, and the last one's (busy, WAL frames, copied)
-        self.last: tuple[int, int, int] | None = None
-
-    def run(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        failures = 0
-        try:
-            connection.execute("PRAGMA busy_timeout = 1000")
-            while not self.stopped.wait(self.interval):
-                try:
-                    self.last = _checkpoint(connection)
-                    if self.last[1] >= self.restart_frames:
-                        with _holding_turn(self.path):
-                            self.last = _checkpoint(connection)
-                    self.checkpoints += 1
-                except sqlite3.Error as error:  # e.g. a busy checkpointer: next time, then
-                    failures += 1
-                    if failures in (1, 100, 10000):
-                        log.warning("WAL checkpoint failed (%d times): %s", failures, error)
-        finally:
-            connection.close()
-
-
-def _checkpoint(connection: sqlite3.Connection) -> tuple[int, int, int]:
-    """One PASSIVE checkpoint: (busy, frames in the WAL, frames copied)."""
-    # fetchall: a statement left unfinished would keep a read lock on the WAL
-    (result,) = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    return result
-
-
-_CHECKPOINTERS: dict[tuple[int, str], Checkpointer] = {}
-_CHECKPOINTERS_LOCK = threading.Lock()
-_ADOPTED = "resistry.landing_checkpoints"
-
-
 def checkpoint_in_background(engine: sa.Engine, connection: Any, interval: float) -> None:
-    """Hand ``connection``'s checkpoints to this process's :class:`Checkpointer` (started here
-    on first use): the pooled connection stops checkpointing on commit, once.
-
-    The setting stays with the pooled connection, whoever uses it next in this process; the
-    process's checkpointer covers those commits too. No-op for databases other than SQLite files.
-    """
+    """Hand ``connection``'s WAL checkpoints to the process's checkpointer of the file
+    (:mod:`engine.sqlite_wal`, where the reasons and measurements are), registering the landing
+    writers' turn: the step that lets the WAL start over holds it, so no landing write waits on
+    a checkpoint's page copies and fsyncs. No-op for databases other than SQLite files."""
     path = sqlite_file(engine)
-    if path is None or connection.info.get(_ADOPTED):
-        return
-    key = (os.getpid(), path)
-    with _CHECKPOINTERS_LOCK:
-        checkpointer = _CHECKPOINTERS.get(key)
-        if checkpointer is None or not checkpointer.is_alive():
-            checkpointer = _CHECKPOINTERS[key] = Checkpointer(path, interval)
-            checkpointer.start()
-            sa.event.listen(engine, "engine_disposed", lambda _engine: _stop(key))
-    cursor = connection.cursor()
-    try:
-        cursor.execute("PRAGMA wal_autocheckpoint = 0")
-    finally:
-        cursor.close()
-    connection.info[_ADOPTED] = True
-
-
-def checkpointer_of(engine: sa.Engine) -> Checkpointer | None:
-    """This process's checkpointer of the engine's SQLite file, if one was started."""
-    path = sqlite_file(engine)
-    return _CHECKPOINTERS.get((os.getpid(), path)) if path else None
-
-
-def _stop(key: tuple[int, str]) -> None:
-    with _CHECKPOINTERS_LOCK:
-        checkpointer = _CHECKPOINTERS.pop(key, None)
-    if checkpointer is not None:
-        checkpointer.stopped.set()
+    if path is not None:
+        sqlite_wal.checkpoint_in_background(
+            engine, connection, interval, "landing", lambda: _holding_turn(path)
+        )

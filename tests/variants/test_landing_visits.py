@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine import migrate
+from engine import migrate, sqlite_wal
 from engine.app import create_app
 from engine.db import create_db_engine
 from engine.models import Group, Send, Variant, Visit, VisitRollup
@@ -274,7 +274,7 @@ def test_checkpoints_move_off_the_request_path_and_stop_with_the_engine(tmp_path
         session.commit()
     for _ in range(20):
         record_visit_committed(engine, NewVisit("v", variant, LATER), checkpoint_seconds=0.02)
-    checkpointer = landing_sqlite.checkpointer_of(engine)
+    checkpointer = sqlite_wal.checkpointer_of(engine)
     assert checkpointer is not None and checkpointer.is_alive()
     own = landing_sqlite.own_connection(engine)  # this thread's landing connection
     assert own.cursor().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
@@ -285,7 +285,7 @@ def test_checkpoints_move_off_the_request_path_and_stop_with_the_engine(tmp_path
     assert busy == 0 and frames and copied == frames  # the visits' pages reached the file
     engine.dispose()
     checkpointer.join(timeout=5)
-    assert not checkpointer.is_alive() and landing_sqlite.checkpointer_of(engine) is None
+    assert not checkpointer.is_alive() and sqlite_wal.checkpointer_of(engine) is None
 
 
 def test_each_writer_thread_keeps_one_connection_outside_the_pool(tmp_path: Path) -> None:
