@@ -72,7 +72,7 @@ class Arm:
     content: Mapping[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)  # one per recipient: slots make it quicker to build
 class Recipient:
     """One send, ready to compose: its address and every placeholder's value."""
 
@@ -100,13 +100,17 @@ class PreparedBody:
     compiled: CompiledBodyLike
     substituted: frozenset[str]
     dynamic: frozenset[str]
-    _html: dict[tuple[object, ...], str] = field(default_factory=dict)
+    # Shared HTML by the values of the dynamic names and the preheader (only the preheader,
+    # as a string, when there are no dynamic names: a dict's keys of one body are all alike).
+    _html: dict[object, str] = field(default_factory=dict)
     # Worked out once, used for every recipient: (name, tag) and dynamic names, in name order.
     tags: tuple[tuple[str, str], ...] = field(init=False)
+    tags_length: int = field(init=False)  # characters of the tags, together
     dynamic_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tags = tuple((name, tag(name)) for name in sorted(self.substituted))
+        self.tags_length = sum(len(key) for _, key in self.tags)
         self.dynamic_names = tuple(sorted(self.dynamic))
 
 
@@ -128,6 +132,9 @@ class Composer:
         self._bodies: dict[int, PreparedBody] = {}
         self._texts = TextFiller(renderers.render_text)
         self._fillers: dict[tuple[int, int | None], tuple[TextFill, TextFill, TextFill]] = {}
+        # The last (subject, share) pair and its fillers: recipients come grouped by pair.
+        self._last_pair: tuple[Arm | None, Arm | None] = (None, None)
+        self._last_fillers: tuple[TextFill, TextFill, TextFill] | None = None
         self._escaped_preheaders: dict[str, str] = {}
         mailto = sendgrid.unsubscribe_mailto
         self._mailto = f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
@@ -153,7 +160,12 @@ class Composer:
     def fill_texts(self, recipient: Recipient, subject: Arm, share: Arm | None) -> None:
         """Render the recipient's share text (into the context), subject and preheader."""
         context = recipient.context
-        fill_share, fill_subject, fill_preheader = self._text_fillers(subject, share, context)
+        last_subject, last_share = self._last_pair
+        fillers = self._last_fillers
+        if fillers is None or subject is not last_subject or share is not last_share:
+            fillers = self._last_fillers = self._text_fillers(subject, share, context)
+            self._last_pair = (subject, share)
+        fill_share, fill_subject, fill_preheader = fillers
         context["share_text"] = fill_share(context)
         # Collapsing whitespace keeps a name with a line break from breaking the header.
         recipient.subject = " ".join(fill_subject(context).split())
@@ -205,21 +217,31 @@ class Composer:
         self, prepared: PreparedBody, recipient: Recipient, preheader_varies: bool
     ) -> tuple[str, dict[str, str]]:
         context = recipient.context
-        substitutions = {key: _escaped(context[name]) for name, key in prepared.tags}
+        substitutions: dict[str, str] = {}
+        size = prepared.tags_length  # characters of the keys; the values' are added below
+        for name, key in prepared.tags:  # a plain loop: _escaped inlined for strings (hot)
+            value = context[name]
+            if type(value) is not str:
+                value = str(value) if type(value) is int else _escaped(value)
+            elif "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
+                value = _escaped_str(value)
+            substitutions[key] = value
+            size += len(value)
         if preheader_varies:
             preheader = tag(PREHEADER)
-            substitutions[preheader] = str(escape(recipient.preheader))
+            value = substitutions[preheader] = str(escape(recipient.preheader))
+            size += len(preheader) + len(value)
         else:
             preheader = self._escaped_preheader(recipient.preheader)
         # A character takes at most 4 bytes: count bytes only when the characters come near.
-        size = sum(map(len, substitutions)) + sum(map(len, substitutions.values()))
         if size > MAX_SUBSTITUTION_BYTES // 4 and (
             sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
             > MAX_SUBSTITUTION_BYTES
         ):
             html = prepared.compiled.render(context)
             return _with_preheader(html, str(escape(recipient.preheader))), {}
-        key = (*[context[name] for name in prepared.dynamic_names], preheader)
+        dynamic = prepared.dynamic_names
+        key = (*[context[name] for name in dynamic], preheader) if dynamic else preheader
         html = prepared._html.get(key)
         if html is None:
             filled = {**context, **{name: tag_ for name, tag_ in prepared.tags}}
@@ -278,15 +300,25 @@ def _escaped(value: object) -> str:
     """
     if type(value) is str:
         if "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
-            return (
-                value.replace("&", "&amp;")
-                .replace(">", "&gt;")
-                .replace("<", "&lt;")
-                .replace("'", "&#39;")
-                .replace('"', "&#34;")
-            )
+            return _escaped_str(value)
         return value
     return str(value) if type(value) is int else str(escape(value))
+
+
+def _escaped_str(value: str) -> str:
+    """A plain string holding one of the five characters, escaped as ``markupsafe`` does
+    (each replacement only when its character is there: links hold ``&`` and nothing else)."""
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if "'" in value:
+        value = value.replace("'", "&#39;")
+    if '"' in value:
+        value = value.replace('"', "&#34;")
+    return value
 
 
 def _with_preheader(html: str, preheader: str) -> str:

@@ -54,6 +54,10 @@ class LinkSigner:
         self._timestamp = b""  # "." and the timestamp of self._second
         # The send, unsubscribe and magic link HMACs, once all three are prepared and fast.
         self._email_macs: tuple[Any, Any, Any] | None = None
+        # share variant id → the referral link's pieces before and after the code
+        self._referral_starts: dict[int | None, tuple[str, str]] = {}
+        self._unsubscribe_base = f"{self._base_url}/unsubscribe/"
+        self._recruiter_base = f"{self._base_url}/recruiter/"
 
     def sign(self, purpose: str, value: int) -> str:
         """The same token as ``tokens.sign(secret, purpose, value)`` for an integer value."""
@@ -132,12 +136,44 @@ class LinkSigner:
         now = int(time.time())
         stamp = self._timestamp if now == self._second else self._stamp()
         send = _base64(b"%d" % send_id) + stamp
-        base = self._base_url
-        return (
-            f"{self._referral_start(code, share_variant_id)}&t={_signed(send_mac, send)}",
-            f"{base}/unsubscribe/{_signed(unsubscribe_mac, send)}",
-            f"{base}/recruiter/{_signed(magic_mac, _base64(b'%d' % recruiter_id) + stamp)}",
+        magic = _base64(b"%d" % recruiter_id) + stamp
+        # The three signatures base64-encoded in one call: each 20-byte digest padded to 21
+        # bytes (a multiple of 3) encodes to 28 characters whose first 27 are its unpadded
+        # base64 (the 27th's last two bits are the pad's zeros either way; tested equal).
+        send_sig = send_mac.copy()
+        send_sig.update(send)
+        unsubscribe_sig = unsubscribe_mac.copy()
+        unsubscribe_sig.update(send)
+        magic_sig = magic_mac.copy()
+        magic_sig.update(magic)
+        signatures = (
+            binascii.b2a_base64(
+                b"\0".join((send_sig.digest(), unsubscribe_sig.digest(), magic_sig.digest())),
+                newline=False,
+            )
+            .translate(_URL_SAFE)
+            .decode("ascii")
         )
+        send_token = send.decode("ascii")
+        start = self._referral_starts.get(share_variant_id)
+        if start is None:
+            start = self._referral_starts[share_variant_id] = self._start_pieces(share_variant_id)
+        base, middle = start
+        # Recruiter codes are ASCII letters and digits (the regular expression costs more).
+        plain = (code.isalnum() and code.isascii()) or _UNQUOTED(code)
+        quoted = code if plain else quote_plus(code)
+        return (
+            f"{base}{quoted}{middle}{send_token}.{signatures[:27]}",
+            f"{self._unsubscribe_base}{send_token}.{signatures[28:55]}",
+            f"{self._recruiter_base}{magic.decode('ascii')}.{signatures[56:83]}",
+        )
+
+    def _start_pieces(self, share_variant_id: int | None) -> tuple[str, str]:
+        """The referral link around its code: ``(…/?r=, [&s=<share token>]&t=)``."""
+        middle = (
+            "&t=" if share_variant_id is None else f"&s={self.share_token(share_variant_id)}&t="
+        )
+        return f"{self._base_url}/?r=", middle
 
 
 _EMAIL_PURPOSES = (tokens.SEND, tokens.UNSUBSCRIBE, tokens.MAGIC_LINK)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
@@ -34,10 +35,19 @@ def store_plan(session: so.Session, mailing: Mailing, plan: Plan, now: datetime)
     later change of them touches a few pages instead of one page per send.
     """
     count = len(plan.recruiter_ids)
-    # A kind without an experiment is None in every row, so sorting never compares None to int.
-    columns = [plan.variants[kind] or [None] * count for kind in KINDS]
-    ordered = sorted(zip(*columns, plan.recruiter_ids, strict=True))
-    rows = [(recruiter, subject, body, share) for subject, body, share, recruiter in ordered]
+    columns = [plan.variants[kind] for kind in KINDS]
+    rows: list[Any]
+    if count and all(column is not None for column in columns):
+        # NumPy sorts 100,000 rows in a few ms (sorting tuples in Python took ~1 µs a row).
+        table = np.array([*columns, plan.recruiter_ids], dtype=np.int64)
+        order = np.lexsort(table[::-1])  # lexsort's last key sorts first: subject, body, …
+        rows = table[[3, 0, 1, 2]][:, order].T.tolist()
+    else:
+        # A kind without an experiment is None in every row, so sorting never compares None
+        # to int.
+        filled = [column or [None] * count for column in columns]
+        ordered = sorted(zip(*filled, plan.recruiter_ids, strict=True))
+        rows = [(recruiter, subject, body, share) for subject, body, share, recruiter in ordered]
     sends_sql.insert_planned(session, mailing.id, now, rows)
 
 

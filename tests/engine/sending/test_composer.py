@@ -184,7 +184,11 @@ def test_a_text_with_an_unknown_placeholder_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["Ada", "", "<b>&'\"</b>", "a&&b", "ü & ö <3", "https://x/?r=1&s=2&t=3", 0, 42, -7, 1.5, None],
+    [
+        *("Ada", "", "<b>&'\"</b>", "a&&b", "ü & ö <3", "https://x/?r=1&s=2&t=3"),
+        *("a>b", "it's", 'say "hi"', "<", "&amp;", "<>&", "\"'"),
+        *(0, 42, -7, 1.5, None),
+    ],
 )
 def test_values_are_escaped_exactly_as_markupsafe_escapes(value: object) -> None:
     from markupsafe import Markup, escape

@@ -99,3 +99,19 @@ def test_email_links_in_one_call_equal_the_three_links(
             share_token=share_token if share_variant_id is not None else None,
             send_token=tokens.sign(SETTINGS.secret_key, tokens.SEND, 42),
         )
+
+
+def test_email_links_sign_every_value_as_engine_tokens() -> None:
+    """The three signatures encoded in one base64 call: each equals its own token's, whatever
+    bytes the digests end with (hundreds of values cover every last base64 character)."""
+    signer = LinkSigner(SETTINGS)
+    secret = SETTINGS.secret_key
+    with time_machine.travel(datetime(2026, 11, 24, 15, 0, tzinfo=UTC), tick=False):
+        signer.email_links("c", 1, 1, None)  # prepares the fast path
+        for value in range(0, 20_000, 37):
+            referral, unsubscribe, page = signer.email_links("c", value, value + 1, 3)
+            assert referral.endswith(f"&t={tokens.sign(secret, tokens.SEND, value)}")
+            assert unsubscribe.endswith(f"/{tokens.sign(secret, tokens.UNSUBSCRIBE, value)}")
+            assert page.endswith(f"/{tokens.sign(secret, tokens.MAGIC_LINK, value + 1)}")
+            # a token of one purpose never reads as another's
+            assert tokens.read(secret, tokens.SEND, unsubscribe.rsplit("/", 1)[1], None) is None

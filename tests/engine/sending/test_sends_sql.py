@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
@@ -104,3 +105,35 @@ def test_marking_sent_skips_sends_not_sending(session: so.Session, settings: Set
 
 def _mailing(session: so.Session) -> int:
     return session.scalar(sa.select(Send.mailing_id).limit(1))
+
+
+def test_plan_rows_are_sorted_by_combination_then_recruiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NumPy's sort when every kind has variants, Python's when one is None: same order."""
+    from types import SimpleNamespace
+
+    from engine.sending.planner import Plan
+
+    captured: list[list[tuple[int | None, ...]]] = []
+    monkeypatch.setattr(
+        sends_sql,
+        "insert_planned",
+        lambda _session, _mailing_id, _now, rows: captured.append([tuple(r) for r in rows]),
+    )
+    rng = np.random.default_rng(9)
+    recruiter_ids = sorted(rng.choice(10_000, 300, replace=False).tolist())
+    subjects = rng.integers(1, 4, 300).tolist()
+    bodies = rng.integers(4, 6, 300).tolist()
+    shares = rng.integers(6, 9, 300).tolist()
+    mailing = SimpleNamespace(id=1)
+    for share in (shares, None):
+        variants = {"subject": subjects, "body": bodies, "share": share}
+        records.store_plan(None, mailing, Plan(recruiter_ids, variants, {}), SENT_AT)  # type: ignore[arg-type]
+        expected = sorted(
+            zip(subjects, bodies, share or [None] * 300, recruiter_ids, strict=True),
+            key=lambda row: (row[0], row[1], row[2] or 0, row[3]),
+        )
+        rows = captured.pop()
+        assert rows == [(r, s, b, sh) for s, b, sh, r in expected]
+        assert {type(value) for row in rows for value in row} <= {int, type(None)}
