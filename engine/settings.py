@@ -44,10 +44,12 @@ class DatabaseSettings:
     url: str = "sqlite:///instance/resistry.sqlite3"
     busy_timeout_ms: int = 10000
     pool_size: int = 10
+    wal_checkpoint_seconds: float = 0.25
 
     def validate(self) -> None:
         _check(self.busy_timeout_ms >= 0, "busy_timeout_ms must be ≥ 0")
         _check(self.pool_size >= 1, "pool_size must be ≥ 1")
+        _check(0 <= self.wal_checkpoint_seconds <= 60, "wal_checkpoint_seconds must be in [0, 60]")
 
 
 @dataclass(frozen=True)
@@ -208,11 +210,9 @@ class LandingSettings:
     consent_text: str = (
         "Yes, {group} may email me about volunteering. I can unsubscribe at any time."
     )
-    wal_checkpoint_seconds: float = 0.25
 
     def validate(self) -> None:
         _check(self.posterior_refresh_seconds > 0, "posterior_refresh_seconds must be > 0")
-        _check(0 <= self.wal_checkpoint_seconds <= 60, "wal_checkpoint_seconds must be in [0, 60]")
         _check(self.visibility_floor >= 1, "visibility_floor must be ≥ 1")
         _check(self.visibility_noise_sigma >= 0, "visibility_noise_sigma must be ≥ 0")
         _check("{group}" in self.consent_text, "consent_text must contain {group}")

@@ -116,7 +116,7 @@ class LandingRuntime:
     # (variants.landing_visits.record_visit_committed); None when the app's sessions are bound
     # to one connection (the tests' rolled-back transaction): the view then uses its session.
     visit_engine: sa.Engine | None = None
-    checkpoint_seconds: float = 0.0  # [landing] wal_checkpoint_seconds
+    checkpoint_seconds: float = 0.0  # [database] wal_checkpoint_seconds
     now: Callable[[], datetime] = field(default=utcnow)
 
     def state(self) -> LandingState:
@@ -168,7 +168,7 @@ def init_runtime(app: Flask) -> LandingRuntime:
             "signup", settings.web.signup_rate_limit, settings.web.rate_limit_storage
         ),
         visit_engine=bind if isinstance(bind, sa.Engine) else None,
-        checkpoint_seconds=settings.landing.wal_checkpoint_seconds,
+        checkpoint_seconds=settings.database.wal_checkpoint_seconds,
     )
     app.extensions["resistry.landing"] = runtime
     return runtime

@@ -32,9 +32,7 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 VERIFIER = "resistry.webhook_verifier"
 WRITER_LOCK = "resistry.webhook_writer_lock"
 DIALECT = "resistry.webhook_dialect"
-# SQLite files: seconds between the WAL checkpoints a worker runs in a background thread once it
-# has stored a webhook batch (the landing page's default interval); 0 leaves them to SQLite.
-WAL_CHECKPOINT_SECONDS = 0.25
+CHECKPOINT_SECONDS = "resistry.webhook_checkpoint_seconds"  # [database] wal_checkpoint_seconds
 
 
 def init_app(app: Flask) -> None:
@@ -45,6 +43,7 @@ def init_app(app: Flask) -> None:
     app.extensions[VERIFIER] = build_verifier(settings)
     app.extensions[WRITER_LOCK] = _writer_lock_path(settings.database.url)
     app.extensions[DIALECT] = sa.make_url(settings.database.url).get_backend_name()
+    app.extensions[CHECKPOINT_SECONDS] = settings.database.wal_checkpoint_seconds
     # SendGrid cannot carry a CSRF token; the signature (and bearer token) authenticate it.
     csrf.exempt(bp)
     app.register_blueprint(bp)
@@ -74,8 +73,9 @@ def sendgrid_events() -> ResponseReturnValue:
     session = get_session()
     try:
         with _writer_turn(lock_path):
-            if lock_path is not None and WAL_CHECKPOINT_SECONDS > 0:
-                _checkpoint_in_background(session.connection(), lock_path)
+            interval = current_app.extensions[CHECKPOINT_SECONDS]
+            if lock_path is not None and interval > 0:
+                _checkpoint_in_background(session.connection(), lock_path, interval)
             result = store_batch(session, batch, settings, now=now)
             session.commit()
     except sa.exc.SQLAlchemyError as exc:
@@ -86,14 +86,14 @@ def sendgrid_events() -> ResponseReturnValue:
     return jsonify(result.as_dict())
 
 
-def _checkpoint_in_background(connection: sa.Connection, lock_path: Path) -> None:
+def _checkpoint_in_background(connection: sa.Connection, lock_path: Path, interval: float) -> None:
     """Leave this connection's WAL checkpoints to a thread (:mod:`engine.sqlite_wal`): run by
     the commit that crosses SQLite's threshold, one webhook batch in eight held the writer's
     turn for a checkpoint, and every writer queued behind it waited."""
     sqlite_wal.checkpoint_in_background(
         connection.engine,
         connection.connection,
-        WAL_CHECKPOINT_SECONDS,
+        interval,
         "webhooks",
         functools.partial(_writer_turn, lock_path),
     )

@@ -231,7 +231,7 @@ def test_the_landing_page_commits_its_visit_on_a_connection_of_its_own(
         add_groups(session)
         variant = add_experiment(session, arms=1).variants[0].id
         session.commit()
-    quiet = settings.replace(landing={"wal_checkpoint_seconds": 0})  # no thread on a shared db
+    quiet = settings.replace(database={"wal_checkpoint_seconds": 0})  # no thread on a shared db
     app = create_app({"TESTING": True}, settings=quiet, sessions=committed_sessions)
     assert runtime_of(app).visit_engine is not None
     assert app.test_client().get("/?g=indivisible").status_code == 200

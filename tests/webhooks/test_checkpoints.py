@@ -13,7 +13,29 @@ from engine.app import create_app
 from engine.db import create_db_engine, session_factory
 from tests.conftest import make_settings
 from tests.webhooks.helpers import T0, event, post, seed_sends
-from webhooks import web, wire
+from webhooks import wire
+
+
+def test_with_no_checkpoint_interval_sqlite_checkpoints_itself(
+    tmp_path: Path, signing_key: ec.EllipticCurvePrivateKey
+) -> None:
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'plain.sqlite3'}",
+        sendgrid={"webhook_public_key": wire.public_key_base64(signing_key)},
+        database={"wal_checkpoint_seconds": 0},
+    )
+    engine = create_db_engine(settings)
+    migrate.upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        fixture = seed_sends(session, 2)
+    client = create_app({"TESTING": True}, settings=settings, sessions=sessions).test_client()
+    assert post(client, signing_key, [event("delivered", fixture.sends[0], T0)]).status_code == 200
+    assert sqlite_wal.checkpointer_of(engine) is None
+    with engine.connect() as connection:
+        autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert autocheckpoint == 4000  # engine.db's own setting, untouched
+    engine.dispose()
 
 
 def test_webhook_commits_leave_checkpoints_to_a_thread(
@@ -34,7 +56,7 @@ def test_webhook_commits_leave_checkpoints_to_a_thread(
         assert post(client, signing_key, events).status_code == 200
     checkpointer = sqlite_wal.checkpointer_of(engine)
     assert checkpointer is not None and checkpointer.is_alive()
-    assert checkpointer.interval == web.WAL_CHECKPOINT_SECONDS
+    assert checkpointer.interval == settings.database.wal_checkpoint_seconds
     assert set(checkpointer.turns) == {"webhooks"}
     with engine.connect() as connection:  # the pool's connection: the webhook writes'
         autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
