@@ -60,40 +60,19 @@ def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -
     concurrent transactions then lock variant rows in the same order and cannot deadlock.
     Raises ``ValueError`` for an unknown outcome.
     """
-    for outcome in credits:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
-    metric_variants = {
-        variant_id
-        for outcome, counts in credits.items()
-        if outcome in METRIC_OUTCOMES
-        for variant_id, count in counts.items()
-        if count
-    }
+    check_outcomes(credits)
     metric_of: dict[int, str] = {}
-    if metric_variants:
+    if wanted := metric_variant_ids(credits):
         statement = (
             sa.select(Variant.id, Experiment.metric)
             .join(Experiment, Variant.experiment_id == Experiment.id)
-            .where(Variant.id.in_(sorted(metric_variants)))
+            .where(Variant.id.in_(wanted))
         )
         metric_of = {variant_id: metric for variant_id, metric in session.execute(statement)}
-    deltas: dict[int, Counter[str]] = {}
-    for outcome, counts in credits.items():
-        for variant_id, count in counts.items():
-            if not count:
-                continue
-            if outcome in GUARDRAIL_COUNTERS:
-                column = GUARDRAIL_COUNTERS[outcome]
-            elif metric_of.get(variant_id) == outcome:
-                column = "successes"
-            else:
-                continue
-            deltas.setdefault(variant_id, Counter())[column] += count
+    deltas = credited_deltas(credits, metric_of)
     rows = [
-        {"v_id": variant_id, **{f"v_{c}": deltas[variant_id][c] for c in _CREDITED_COLUMNS}}
+        {"v_id": variant_id, **{f"v_{c}": deltas[variant_id][c] for c in CREDITED_COLUMNS}}
         for variant_id in sorted(deltas)
-        if any(deltas[variant_id].values())
     ]
     if rows:
         session.connection().execute(_credit_statement(), rows)
@@ -101,10 +80,52 @@ def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -
         for row in rows:
             loaded = session.identity_map.get(so.util.identity_key(Variant, row["v_id"]))
             if loaded is not None:
-                session.expire(loaded, list(_CREDITED_COLUMNS))
+                session.expire(loaded, list(CREDITED_COLUMNS))
 
 
-_CREDITED_COLUMNS = ("successes", *GUARDRAIL_COUNTERS.values())
+CREDITED_COLUMNS = ("successes", *GUARDRAIL_COUNTERS.values())
+
+
+def check_outcomes(credits: Mapping[str, Mapping[int, int]]) -> None:
+    """Raise ``ValueError`` for an unknown outcome."""
+    for outcome in credits:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+
+
+def metric_variant_ids(credits: Mapping[str, Mapping[int, int]]) -> list[int]:
+    """The variants whose experiment's metric decides whether their credits are successes."""
+    return sorted(
+        {
+            variant_id
+            for outcome, counts in credits.items()
+            if outcome in METRIC_OUTCOMES
+            for variant_id, count in counts.items()
+            if count
+        }
+    )
+
+
+def credited_deltas(
+    credits: Mapping[str, Mapping[int, int]], metric_of: Mapping[int, str]
+) -> dict[int, Counter[str]]:
+    """The rule: per variant, what moves on which counter (non-zero variants only). A metric
+    outcome is a success only for a variant whose experiment measures it (``metric_of``);
+    unsubscribes and spam reports move the guardrail counters."""
+    deltas: dict[int, Counter[str]] = {}
+    for outcome, counts in credits.items():
+        guardrail = GUARDRAIL_COUNTERS.get(outcome)
+        for variant_id, count in counts.items():
+            if not count:
+                continue
+            if guardrail is not None:
+                column = guardrail
+            elif metric_of.get(variant_id) == outcome:
+                column = "successes"
+            else:
+                continue
+            deltas.setdefault(variant_id, Counter())[column] += count
+    return {variant_id: delta for variant_id, delta in deltas.items() if any(delta.values())}
 
 
 @functools.cache
@@ -113,7 +134,7 @@ def _credit_statement() -> sa.Update:
     return (
         sa.update(table)
         .where(table.c.id == sa.bindparam("v_id"))
-        .values({c: table.c[c] + sa.bindparam(f"v_{c}") for c in _CREDITED_COLUMNS})
+        .values({c: table.c[c] + sa.bindparam(f"v_{c}") for c in CREDITED_COLUMNS})
     )
 
 

@@ -93,54 +93,31 @@ def count_changes(
 def credit_variants(
     session: so.Session, db: Driver, credits: Mapping[str, Mapping[int, int]]
 ) -> None:
-    """:func:`engine.outcomes.credit_many` on the driver's cursor, by the same rules: a metric
-    outcome is a success only for variants whose experiment measures it, unsubscribes and spam
-    reports move the guardrail counters, one UPDATE per variant in id order (the variants' lock
-    order). Raises ``ValueError`` for an unknown outcome."""
-    for outcome in credits:
-        if outcome not in outcomes.OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}; expected one of {outcomes.OUTCOMES}")
-    metric_variants = sorted(
-        {
-            variant_id
-            for outcome, counts in credits.items()
-            if outcome in outcomes.METRIC_OUTCOMES
-            for variant_id, count in counts.items()
-            if count
-        }
-    )
+    """:func:`engine.outcomes.credit_many` on the driver's cursor: the same rule
+    (:func:`engine.outcomes.credited_deltas`), one UPDATE per variant in id order (the variants'
+    lock order). Raises ``ValueError`` for an unknown outcome."""
+    outcomes.check_outcomes(credits)
     metric_of: dict[int, str] = {}
-    if metric_variants:
+    if wanted := outcomes.metric_variant_ids(credits):
         sql = _METRICS_SQL.format(in_list=native.in_list(db.name, "v.id"))
-        metric_of = dict(db.rows(sql, (native.list_parameter(db.name, metric_variants),)))
-    deltas: defaultdict[int, Counter[str]] = defaultdict(Counter)
-    for outcome, counts in credits.items():
-        guardrail = outcomes.GUARDRAIL_COUNTERS.get(outcome)
-        for variant_id, count in counts.items():
-            if not count:
-                continue
-            if guardrail is not None:
-                deltas[variant_id][guardrail] += count
-            elif metric_of.get(variant_id) == outcome:
-                deltas[variant_id]["successes"] += count
+        metric_of = dict(db.rows(sql, (native.list_parameter(db.name, wanted),)))
+    deltas = outcomes.credited_deltas(credits, metric_of)
     rows = [
-        (*(deltas[variant_id][c] for c in _CREDITED_COLUMNS), variant_id)
+        (*(deltas[variant_id][c] for c in outcomes.CREDITED_COLUMNS), variant_id)
         for variant_id in sorted(deltas)
-        if any(deltas[variant_id].values())
     ]
     if not rows:
         return
     mark = "%s" if db.name == "postgresql" else "?"
-    assignments = ", ".join(f"{c} = {c} + {mark}" for c in _CREDITED_COLUMNS)
+    assignments = ", ".join(f"{c} = {c} + {mark}" for c in outcomes.CREDITED_COLUMNS)
     db.run_many(f"UPDATE variants SET {assignments} WHERE id = {mark}", rows)
     # Bypassing the ORM: variants this session has loaded reload their counters.
     for *_, variant_id in rows:
         loaded = session.identity_map.get(so.util.identity_key(Variant, variant_id))
         if loaded is not None:
-            session.expire(loaded, list(_CREDITED_COLUMNS))
+            session.expire(loaded, list(outcomes.CREDITED_COLUMNS))
 
 
-_CREDITED_COLUMNS = ("successes", *outcomes.GUARDRAIL_COUNTERS.values())
 _METRICS_SQL = (
     "SELECT v.id, e.metric FROM variants v JOIN experiments e ON e.id = v.experiment_id"
     " WHERE {in_list}"
