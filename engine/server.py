@@ -21,6 +21,7 @@ Operators can override any of it with gunicorn's own ``GUNICORN_CMD_ARGS`` (for 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +61,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         from engine.logs import configure_logging
 
         configure_logging(self.settings.web.log_format)
-        return self.build() if self.build is not None else create_app(settings=self.settings)
+        app = self.build() if self.build is not None else create_app(settings=self.settings)
+        # What start-up made (modules, the app, templates: ~140,000 objects) lives as long as the
+        # worker; frozen, the collector stops walking it. Measured in-process, each full
+        # collection was a ~90 ms pause of the worker, one every few thousand requests.
+        gc.collect()
+        gc.freeze()
+        return app
 
 
 def gunicorn_options(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
+from flask import Flask
 
 from engine.server import _Gunicorn, gunicorn_options
 from tests.conftest import make_settings
@@ -31,3 +34,15 @@ def test_the_options_reach_gunicorn_and_gunicorn_cmd_args_override_them(
     server = _Gunicorn(SQLITE, gunicorn_options(SQLITE, port=8124), None)
     assert (server.cfg.threads, server.cfg.keepalive) == (8, 7)
     assert server.cfg.workers == 2  # what the environment does not name stays
+
+
+def test_a_worker_freezes_what_start_up_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    gc.unfreeze()
+    built = Flask("probe")
+    server = _Gunicorn(SQLITE, gunicorn_options(SQLITE, port=8125), lambda: built)
+    try:
+        assert server.load() is built
+        assert gc.get_freeze_count() > 1000  # the app and every module loaded so far
+    finally:
+        gc.unfreeze()
