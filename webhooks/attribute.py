@@ -47,7 +47,7 @@ def attribute(
     unresolved: list[ParsedEvent] = []
     for event in events:
         send = sends.get(event.send_id_arg)  # type: ignore[arg-type]  # None: no send
-        if send is not None and _agrees(event, send["mailing_id"], send["x_message_id"]):
+        if send is not None and _agrees(event, send):
             event.send_id = event.send_id_arg
         else:
             event.send_id = None
@@ -58,10 +58,12 @@ def attribute(
     return sends
 
 
-def _agrees(event: ParsedEvent, mailing_id: int, x_message_id: str | None) -> bool:
-    if event.message_prefix and x_message_id and event.message_prefix != x_message_id:
+def _agrees(event: ParsedEvent, send: dict[str, Any]) -> bool:
+    prefix, x_message_id = event.message_prefix, send["x_message_id"]
+    if prefix and x_message_id and prefix != x_message_id:
         return False
-    return event.mailing_id_arg is None or event.mailing_id_arg == mailing_id
+    mailing_id = event.mailing_id_arg
+    return mailing_id is None or mailing_id == send["mailing_id"]
 
 
 def _attribute_by_message_id(

@@ -26,7 +26,7 @@ from webhooks import native
 from webhooks.apply import apply_outcomes, outcome_column
 from webhooks.attribute import attribute, claimed_sends
 from webhooks.native import Driver
-from webhooks.parse import ParsedEvent, Rejected, parse_body, parse_event
+from webhooks.parse import ParsedEvent, Rejected, parse_elements
 from webhooks.store import EventInserts, build_inserts, insert_events
 
 # Event type -> (scope, suppress or lift); bounces suppress only when hard (label "bounce").
@@ -73,11 +73,10 @@ def prepare_batch(body: bytes, dialect_name: str | None = None) -> PreparedBatch
     takes its turn); with ``dialect_name``, also prepare the writes for that database.
 
     Raises :class:`webhooks.parse.BodyError` when the body is not a JSON array."""
-    elements = parse_body(body)
+    elements = parse_elements(body)
     unique: dict[bytes, ParsedEvent] = {}  # by the stored unique key, as across batches
     rejected: list[Rejected] = []
-    for element in elements:
-        parsed = parse_event(element)
+    for parsed in elements:
         if isinstance(parsed, Rejected):
             rejected.append(parsed)
         else:
@@ -100,6 +99,7 @@ def _for_database(batch: PreparedBatch, dialect_name: str) -> PreparedBatch:
             value = encoded[at] = encode(at)
         event.occurred_native = value
         event.outcome_column = outcome_column(event)
+        event.suppression = _suppression_change(event)
     return replace(
         batch,
         native_for=dialect_name,
@@ -132,7 +132,8 @@ def store_batch(
     locked = attribute(session, db, batch.events, batch.claimed)
     new_events = insert_events(db, batch.inserts, received_at)
     apply_outcomes(session, db, new_events, settings, locked)
-    apply_changes(session, _suppression_changes(new_events), now=now)
+    suppressions = [e.suppression for e in new_events if e.suppression is not None]
+    apply_changes(session, suppressions, now=now)
     _raise_alerts(session, new_events, now)
     _quarantine(session, batch.rejected, now)
     result = BatchResult(
@@ -174,25 +175,22 @@ def ingest_body(
     return store_batch(session, prepare_batch(body), settings, now)
 
 
-def _suppression_changes(events: Sequence[ParsedEvent]) -> list[SuppressionChange]:
-    changes = []
-    for event in events:
-        rule = _SUPPRESSING.get(event.event_type)
-        if rule is None or event.email is None or event.occurred_at is None:
-            continue
-        if event.event_type == "bounce" and event.label != "bounce":
-            continue  # "blocked" is a temporary refusal, not a dead address
-        kind, active = rule
-        if kind == "asm":
-            if event.asm_group_id is None:
-                continue
-            scope = asm_scope(event.asm_group_id)
-        else:
-            scope = kind
-        changes.append(
-            SuppressionChange(event.email, scope, event.event_type, active, event.occurred_at)
-        )
-    return changes
+def _suppression_change(event: ParsedEvent) -> SuppressionChange | None:
+    """What storing ``event`` changes in the suppression list, if anything (decided before the
+    writer's turn; applied only if the event is new)."""
+    rule = _SUPPRESSING.get(event.event_type)
+    if rule is None or event.email is None or event.occurred_at is None:
+        return None
+    if event.event_type == "bounce" and event.label != "bounce":
+        return None  # "blocked" is a temporary refusal, not a dead address
+    kind, active = rule
+    if kind == "asm":
+        if event.asm_group_id is None:
+            return None
+        scope = asm_scope(event.asm_group_id)
+    else:
+        scope = kind
+    return SuppressionChange(event.email, scope, event.event_type, active, event.occurred_at)
 
 
 def _raise_alerts(session: so.Session, events: Sequence[ParsedEvent], now: datetime) -> None:

@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 
 from engine import sqlite_wal
 from engine.auth import bearer_token
+from engine.collector import collector_paused
 from engine.db import get_session
 from engine.models import utcnow
 from webhooks.ingest import prepare_batch, store_batch
@@ -62,27 +63,29 @@ def sendgrid_events() -> ResponseReturnValue:
     if not verifier.signature_ok(signature, timestamp, body):
         abort(403, description="missing or invalid SendGrid event webhook signature")
 
-    try:
-        # Everything that needs no database happens here, before the writer's turn.
-        batch = prepare_batch(body, current_app.extensions[DIALECT])
-    except BodyError as exc:
-        abort(400, description=str(exc))
-    settings = settings_of(current_app).webhooks
-    lock_path = current_app.extensions[WRITER_LOCK]
-    now = utcnow()
-    session = get_session()
-    try:
-        with _writer_turn(lock_path):
-            interval = current_app.extensions[CHECKPOINT_SECONDS]
-            if lock_path is not None and interval > 0:
-                _checkpoint_in_background(session.connection(), lock_path, interval)
-            result = store_batch(session, batch, settings, now=now)
-            session.commit()
-    except sa.exc.SQLAlchemyError as exc:
-        session.rollback()
-        # Nothing of the batch was kept; a 5xx makes SendGrid send it again.
-        log.error("webhook batch not stored, database error: %s", exc.__class__.__name__)
-        return jsonify(error="Service Unavailable", message="database unavailable; retry"), 503
+    # A batch makes thousands of short-lived objects: see engine.collector.
+    with collector_paused():
+        try:
+            # Everything that needs no database happens here, before the writer's turn.
+            batch = prepare_batch(body, current_app.extensions[DIALECT])
+        except BodyError as exc:
+            abort(400, description=str(exc))
+        settings = settings_of(current_app).webhooks
+        lock_path = current_app.extensions[WRITER_LOCK]
+        now = utcnow()
+        session = get_session()
+        try:
+            with _writer_turn(lock_path):
+                interval = current_app.extensions[CHECKPOINT_SECONDS]
+                if lock_path is not None and interval > 0:
+                    _checkpoint_in_background(session.connection(), lock_path, interval)
+                result = store_batch(session, batch, settings, now=now)
+                session.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            session.rollback()
+            # Nothing of the batch was kept; a 5xx makes SendGrid send it again.
+            log.error("webhook batch not stored, database error: %s", exc.__class__.__name__)
+            return jsonify(error="Service Unavailable", message="database unavailable; retry"), 503
     return jsonify(result.as_dict())
 
 

@@ -60,14 +60,19 @@ def event_digest(event_key: str, occurred_at: datetime | None = None) -> bytes:
     """The unique key of an event (16 bytes): the UTC second it occurred (4 bytes big-endian,
     zero when it has no time), then the 12-byte BLAKE2b digest of its ``event_key``. Keys
     collide only within one second, where that needs about 2**48 events."""
-    second = 0 if occurred_at is None else min(max(int(occurred_at.timestamp()), 0), _LAST)
-    return (
-        second.to_bytes(4, "big")
-        + hashlib.blake2b(event_key.encode("utf-8"), digest_size=12).digest()
-    )
+    prefix = _SECONDS.get(occurred_at)
+    if prefix is None:
+        # A webhook batch's events share a few hundred seconds: computed once each.
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        second = 0 if occurred_at is None else min(max(int(occurred_at.timestamp()), 0), _LAST)
+        prefix = _SECONDS[occurred_at] = second.to_bytes(4, "big")
+    return prefix + hashlib.blake2b(event_key.encode("utf-8"), digest_size=12).digest()
 
 
 _LAST = 2**32 - 1
+_SECONDS: dict[datetime | None, bytes] = {}
+_SECONDS_KEPT = 65_536
 
 
 class QuarantinedEvent(Base):

@@ -19,10 +19,8 @@ These functions commit: each state change must be durable before the next step h
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +31,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine import suppressions
+from engine.collector import collector_paused
 from engine.models import Mailing, utcnow
 from engine.recruiters import RecruiterCounts, recruiter_counts
 from engine.sending import handover, records
@@ -105,7 +104,7 @@ def prepare_mailing(
     if mailing is not None:
         return mailing, 0
     asm_group_id = settings.sendgrid.asm_group_id
-    with _collector_paused():
+    with collector_paused():
         plan = draw_plan(session, settings, asm_group_id=asm_group_id, rng=rng, now=now)
         mailing = Mailing(
             key=key,
@@ -158,28 +157,12 @@ def send_mailing(
     mailing.status = "sending"
     session.commit()
     try:
-        with _collector_paused():
+        with collector_paused():
             requests = _compose(session, settings, mailing, renderers, rows, report)
             stopped = handover.send_all(session, client, requests, report, clock, on_progress)
     except SendGridAuthError as exc:
         raise MailingError(str(exc)) from None
     return _finish(session, mailing, report, clock(), stopped)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while planning or sending: both allocate hundreds of
-    thousands of short-lived, acyclic objects, and each full collection would walk every
-    planned row again (about a tenth of a mailing's time). The few cycles made meanwhile wait
-    for the next collection. The collector is process-wide: other threads (the scheduler's
-    other jobs) collect later too, which is harmless for the length of a mailing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _compose(

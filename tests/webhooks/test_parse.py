@@ -1,10 +1,18 @@
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from webhooks import wire
-from webhooks.parse import BodyError, ParsedEvent, Rejected, parse_body, parse_event
+from webhooks.parse import (
+    BodyError,
+    ParsedEvent,
+    Rejected,
+    parse_body,
+    parse_elements,
+    parse_event,
+)
 
 SECONDS = 1_795_000_000
 MOMENT = datetime.fromtimestamp(SECONDS, UTC)
@@ -88,33 +96,33 @@ def test_millisecond_precision_is_kept() -> None:
     assert event.occurred_at == MOMENT.replace(microsecond=250_000)
 
 
-@pytest.mark.parametrize(
-    ("element", "reason"),
-    [
-        ({"email": "a@example.org", "timestamp": SECONDS}, "missing or empty 'event'"),
-        (base(""), "missing or empty 'event'"),
-        (base(["open"]), "missing or empty 'event'"),
-        (base("x" * 41), "longer than 40"),
-        ({"event": "open", "email": "a@example.org"}, "missing 'timestamp'"),
-        (base("open", timestamp="yesterday"), "is not a number"),
-        (base("open", timestamp=True), "must be a number"),
-        (base("open", timestamp=None), "missing 'timestamp'"),
-        (base("open", timestamp=-5), "out of range"),
-        (base("open", timestamp=10**16), "out of range"),
-        (base("open", timestamp="nan"), "must be a number"),
-        ({"event": "open", "timestamp": SECONDS}, "'email'"),
-        (base("open", email=42), "'email'"),
-        (base("open", email="x" * 400), "'email'"),
-        (base("open", sg_event_id=12345), "'sg_event_id'"),
-        (base("open", sg_event_id="x" * 101), "'sg_event_id'"),
-        (base("open", sg_message_id=["a"]), "'sg_message_id'"),
-        (base("open", sg_message_id="m" * 201), "'sg_message_id'"),
-        (base("group_unsubscribe"), "asm_group_id"),
-        (base("group_unsubscribe", asm_group_id="abc"), "asm_group_id"),
-        (base("open", note="a\x00b"), "NUL"),
-        (base("open", note="\ud800"), "surrogate"),
-    ],
-)
+_BAD_ELEMENTS = [
+    ({"email": "a@example.org", "timestamp": SECONDS}, "missing or empty 'event'"),
+    (base(""), "missing or empty 'event'"),
+    (base(["open"]), "missing or empty 'event'"),
+    (base("x" * 41), "longer than 40"),
+    ({"event": "open", "email": "a@example.org"}, "missing 'timestamp'"),
+    (base("open", timestamp="yesterday"), "is not a number"),
+    (base("open", timestamp=True), "must be a number"),
+    (base("open", timestamp=None), "missing 'timestamp'"),
+    (base("open", timestamp=-5), "out of range"),
+    (base("open", timestamp=10**16), "out of range"),
+    (base("open", timestamp="nan"), "must be a number"),
+    ({"event": "open", "timestamp": SECONDS}, "'email'"),
+    (base("open", email=42), "'email'"),
+    (base("open", email="x" * 400), "'email'"),
+    (base("open", sg_event_id=12345), "'sg_event_id'"),
+    (base("open", sg_event_id="x" * 101), "'sg_event_id'"),
+    (base("open", sg_message_id=["a"]), "'sg_message_id'"),
+    (base("open", sg_message_id="m" * 201), "'sg_message_id'"),
+    (base("group_unsubscribe"), "asm_group_id"),
+    (base("group_unsubscribe", asm_group_id="abc"), "asm_group_id"),
+    (base("open", note="a\x00b"), "NUL"),
+    (base("open", note="\ud800"), "surrogate"),
+]
+
+
+@pytest.mark.parametrize(("element", "reason"), _BAD_ELEMENTS)
 def test_bad_elements_are_rejected_with_a_reason(element: dict, reason: str) -> None:
     assert reason in rejected(element)
 
@@ -191,3 +199,75 @@ def test_bodies_that_are_not_json_arrays(body: bytes, message: str) -> None:
 
 def test_empty_array_is_fine() -> None:
     assert parse_body(b"[]\r\n") == []
+
+
+# Every element the tests above judge, as SendGrid would post it: the fast path (msgspec, raw
+# payload) must decide exactly as the general path (a dict per element) does.
+_ELEMENTS = [
+    base("processed"),
+    base("bounce", type="blocked", reason="spam block"),
+    base("open", sg_machine_open=True, category=["a", "b"]),
+    base("click", url="https://example.org/ünï?q=😀", url_offset={"index": 0}),
+    base("click", url={"not": "a string"}),
+    base("group_unsubscribe", asm_group_id=101),
+    base("group_resubscribe", asm_group_id="102"),
+    base("open", send_id="12", mailing_id="3", sg_message_id="XMSG.filter0001.16-0"),
+    base("open", send_id=12, mailing_id=True, sg_event_id="evt-1"),
+    base("delivered", timestamp=f" {SECONDS * 1000} "),
+    base("delivered", timestamp=float(SECONDS) + 0.5),
+    base("delivered", n=123456789012345678901234567890),
+    {"event": "account_status_change", "timestamp": SECONDS, "type": "compliance_suspend"},
+    {"event": "future_thing", "novel": {"nested": [1, 2]}},
+    # (a lone surrogate cannot be posted as UTF-8: see the refused bodies below)
+    *(element for element, reason in _BAD_ELEMENTS if reason != "surrogate"),
+    [1, 2],
+    "open",
+    None,
+]
+
+
+def _same_decision(fast: ParsedEvent | Rejected, general: ParsedEvent | Rejected) -> None:
+    assert type(fast) is type(general)
+    if isinstance(general, Rejected):
+        assert isinstance(fast, Rejected)
+        assert fast.reason == general.reason
+        assert json.loads(fast.raw) == json.loads(general.raw)  # keys sorted as posted
+        return
+    assert isinstance(fast, ParsedEvent)
+    assert json.loads(fast.payload_json) == json.loads(general.payload_json)
+    for name in ParsedEvent.__slots__:
+        if name != "payload_json":
+            assert getattr(fast, name) == getattr(general, name), name
+
+
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_fast_path_decides_as_the_general_path(ascii_only: bool) -> None:
+    body = wire.build_body(_ELEMENTS, ascii_only=ascii_only)
+    results = parse_elements(body)
+    assert len(results) == len(_ELEMENTS)
+    for element, result in zip(_ELEMENTS, results, strict=True):
+        _same_decision(result, parse_event(element))
+
+
+def test_fast_path_stores_each_element_as_sent() -> None:
+    elements = [base("open", note="é ✊🏽"), base("delivered", response="250 OK")]
+    body = wire.build_body(elements)
+    texts = body.decode()[1:-3].split(",\r\n")
+    assert [e.payload_json for e in parse_elements(body)] == texts  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"event":"open","note":"\\ud800"},{"event":"open"}]\r\n',  # msgspec refuses these
+        b'[{"event":"open","email":"a@example.org","timestamp":1795000000,"x":"\xff"}]',
+    ],
+)
+def test_bodies_the_fast_path_refuses_go_the_general_way(body: bytes) -> None:
+    try:
+        expected: list[object] = [parse_event(e) for e in parse_body(body)]
+    except BodyError as exc:
+        with pytest.raises(BodyError, match=re.escape(str(exc))):
+            parse_elements(body)
+        return
+    assert parse_elements(body) == expected
