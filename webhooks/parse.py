@@ -182,7 +182,7 @@ def _parse_fast(body: bytes) -> list[ParsedEvent | Rejected]:
             fields: list[_Fields | None] = list(_FIELDS_OF_ELEMENTS.decode(body))
         except msgspec.ValidationError:  # an element that is not an object: one at a time
             fields = [_fields_of_one(raw) for raw in raws]
-    except (msgspec.DecodeError, UnicodeDecodeError):  # not an array, lone surrogates, …
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # not an array, …
         raise _General from None
     results: list[ParsedEvent | Rejected] = []
     for raw, these in zip(raws, fields, strict=True):
@@ -198,7 +198,10 @@ def _parse_fast(body: bytes) -> list[ParsedEvent | Rejected]:
             except _Invalid:
                 pass
         # The general path gives the reason and the element's storable raw form.
-        results.append(parse_event(json.loads(text)))
+        try:
+            results.append(parse_event(json.loads(text)))
+        except RecursionError:
+            raise _General from None
     return results
 
 

@@ -1,6 +1,7 @@
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -190,11 +191,13 @@ def test_huge_integers_are_kept_exactly() -> None:
         (b"[NaN]", "not valid JSON"),
         (b"\xef\xbb\xbf[]", "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "JSON"),
+        (b'[{"event":"x","n":' + b"[" * 5000 + b"]" * 5000 + b"}]", "nested too deeply"),
     ],
 )
-def test_bodies_that_are_not_json_arrays(body: bytes, message: str) -> None:
+@pytest.mark.parametrize("parse", [parse_body, parse_elements])
+def test_bodies_that_are_not_json_arrays(body: bytes, message: str, parse: Any) -> None:
     with pytest.raises(BodyError, match=message):
-        parse_body(body)
+        parse(body)
 
 
 def test_empty_array_is_fine() -> None:
