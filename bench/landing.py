@@ -9,11 +9,12 @@ Load: 16 keep-alive connections, no cookies (every landing request is a new visi
 Thompson draw, a page render and a committed visit with its trial and rollup), from ``wrk``
 when it is installed, else from a Python client (see ``bench/landing_load.py``). Both routes
 are warmed up, then measured for a fixed time each, alternating ``--rounds`` times in one run;
-each figure is the median of the rounds. Also reported: the server's CPU per request (gunicorn
-master and workers, from /proc) and hello-world through the Python client, which shows how much
-a Python load generator on the same 2 cores holds the server back.
+each figure is the median of the rounds, and the ratio the median of the rounds' ratios (each
+landing round against the hello-world round before it). Also reported: the server's CPU per
+request (gunicorn master and workers, from /proc) and hello-world through the Python client,
+which shows how much a Python load generator on the same 2 cores holds the server back.
 
-    .venv/bin/python bench/landing.py [--seconds 8] [--rounds 2] [--connections 16] [--quick]
+    .venv/bin/python bench/landing.py [--seconds 5] [--rounds 5] [--connections 16] [--quick]
 """
 
 from __future__ import annotations
@@ -206,7 +207,11 @@ def figures_of(
     measured: dict[str, Measured], python_hello: load.Run | None, note: str
 ) -> list[Figure]:
     hello, landing = measured["hello"], measured["landing"]
-    ratio = landing.median("rps") / hello.median("rps")
+    # Each landing round against the hello-world round just before it (the machine's speed
+    # drifts over a run), then the median of the rounds: one slow round does not decide.
+    ratio = statistics.median(
+        lr.rps / hr.rps for hr, lr in zip(hello.runs, landing.runs, strict=True)
+    )
     failures = hello.failures + landing.failures
 
     def cpu_us(route: Measured) -> float:
@@ -241,8 +246,8 @@ def figures_of(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per route and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per route and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)

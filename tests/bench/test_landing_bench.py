@@ -9,6 +9,7 @@ import pytest
 
 from bench import common
 from bench import landing as landing_bench
+from bench.landing_load import Run
 
 
 def test_landing_bench_measures_both_routes_without_failures(
@@ -23,3 +24,15 @@ def test_landing_bench_measures_both_routes_without_failures(
     assert figures["server CPU per landing view"]["value"] > 0
     ratio = figures["landing GET / rps"]["value"] / figures["hello-world rps"]["value"]
     assert figures["landing/hello rps ratio"]["value"] == pytest.approx(ratio)
+
+
+def test_the_ratio_is_the_median_of_each_rounds_ratio() -> None:
+    def runs(*rates: float) -> landing_bench.Measured:
+        return landing_bench.Measured([Run(int(rate), 1.0, 1.0, 2.0, 0, 0.1) for rate in rates])
+
+    # Round 2 ran while the machine was slow for both routes: it must not decide the ratio.
+    hello, landing = runs(1000, 400, 1000), runs(600, 300, 650)
+    figures = {
+        f.name: f for f in landing_bench.figures_of({"hello": hello, "landing": landing}, None, "")
+    }
+    assert figures["landing/hello rps ratio"].value == pytest.approx(0.65)
