@@ -65,16 +65,19 @@ def init_app(app: Flask) -> None:
 
 # --- views -------------------------------------------------------------------------------------
 
+_NO_ATTRIBUTION = attribution.Attribution()  # frozen: shared by the views without a link
+
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    runtime = runtime_of(current_app)
-    settings = settings_of(current_app)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    runtime = runtime_of(app)
+    settings = settings_of(app)
     state = runtime.state()
     known = runtime.visitors.read(request)
     arm, visitor = _sticky_arm(state.snapshot, runtime, known or new_visitor())
-    source = attribution.Attribution()
-    if request.args:
+    source = _NO_ATTRIBUTION
+    if request.query_string and request.args:  # parsed only when there is a query
         db = get_session()
         source = attribution.resolve_attribution(
             db,
@@ -103,11 +106,11 @@ def index() -> ResponseReturnValue:
         floor=settings.landing.visibility_floor,
         sigma=settings.landing.visibility_noise_sigma,
     )
-    context = {"v": visit_id, "l": variant_id, "o": [card.slug for card in cards]}
-    html = landing_render.fresh_page(
-        state, arm, cards, runtime.form_signer.dumps(context), runtime.visitors.csrf_token(visitor)
+    context = runtime.form_signer.sign_json(_context_json(visit_id, variant_id, cards, state))
+    page = landing_render.fresh_page(
+        state, arm, cards, context, runtime.visitors.csrf_token(visitor)
     )
-    return _page_response(html, 200, visitor, known)
+    return _page_response(runtime, page, 200, visitor, known)
 
 
 @bp.post("/signup")
@@ -251,20 +254,44 @@ def _record_visit(runtime: landing_state.LandingRuntime, visit: landing_visits.N
     return visit_id
 
 
-_PAGE_HEADERS = (("Cache-Control", "private, no-store"), ("Vary", "Cookie"))
+# The page holds this visitor's CSRF token and variant: never a shared cache's copy.
+_PAGE_HEADERS = (
+    ("Cache-Control", "private, no-store"),
+    ("Vary", "Cookie"),
+    ("Content-Type", "text/html; charset=utf-8"),
+)
 
 
-def _page_response(html: str, status: int, visitor: Visitor, known: Visitor | None) -> Response:
+def _page_response(
+    runtime: landing_state.LandingRuntime,
+    page: str | bytes,
+    status: int,
+    visitor: Visitor,
+    known: Visitor | None,
+) -> Response:
     """The page, remembering ``visitor`` in its cookie when it changed."""
-    # The page holds this visitor's CSRF token and variant: never a shared cache's copy.
-    response = Response(html, status, _PAGE_HEADERS, mimetype="text/html")
+    headers = list(_PAGE_HEADERS)
     if visitor != known:
-        runtime_of(current_app).visitors.write(response, visitor)
-    return response
+        headers.append(runtime.visitors.cookie_header(visitor))
+    return Response(page, status, headers)
 
 
 def _attribution_key(source: attribution.Attribution) -> list[int | None]:
     return [source.source_group_id, source.recruiter_id, source.send_id, source.share_variant_id]
+
+
+def _context_json(
+    visit_id: int | None,
+    variant_id: int | None,
+    cards: list[visibility.GroupCard],
+    state: LandingState,
+) -> str:
+    """The form's context ``{"v": visit id, "l": landing variant, "o": [slugs shown]}`` as
+    compact JSON, exactly as :meth:`~variants.landing_visitor.FormContextSigner.dumps` encodes
+    it: written out, because the generic encoder cost as much as signing it."""
+    numbers = ["null" if n is None else str(n) for n in (visit_id, variant_id)]
+    slugs = ",".join([state.slug_json[card.slug] for card in cards])
+    return f'{{"v":{numbers[0]},"l":{numbers[1]},"o":[{slugs}]}}'
 
 
 def _form_context(runtime: landing_state.LandingRuntime) -> dict[str, Any]:
@@ -321,4 +348,4 @@ def _render_form_again(errors: dict[str, str], status: int) -> ResponseReturnVal
         errors,
         values,
     )
-    return _page_response(page, status, visitor, known)
+    return _page_response(runtime, page, status, visitor, known)

@@ -12,15 +12,14 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
 
 from engine import sqlite_wal
 from engine.sqlite_wal import sqlite_file
+from variants import forks
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,9 @@ log = logging.getLogger(__name__)
 
 class _Writers(threading.local):
     connection: Any = None  # the pool's handle, detached: closing it closes the connection
-    pid: int = 0
+    generation: int = -1  # the process that opened it (variants.forks)
+    turn: Any = None  # the file's turn (_Turn) in this process
+    checkpointer: Any = None  # the Checkpointer the connection's checkpoints were handed to
 
 
 _WRITERS: weakref.WeakKeyDictionary[sa.Engine, tuple[_Writers, list[Any]]] = (
@@ -47,23 +48,52 @@ def own_connection(engine: sa.Engine) -> Any:
     connection is made by the pool (so it gets the engine's PRAGMAs) and then detached from it,
     so it never counts against the pool's size. A forked process opens its own.
     """
-    if sqlite_file(engine) is None:
+    writers = _writers(engine)
+    return writers.connection if writers is not None else None
+
+
+def own_writer(
+    engine: sa.Engine, checkpoint_seconds: float = 0.0
+) -> tuple[Any, AbstractContextManager[None]] | None:
+    """This thread's own connection (:func:`own_connection`) and the landing writers' turn
+    (:func:`write_turn`), with the connection's checkpoints handed to the background
+    checkpointer when ``checkpoint_seconds`` > 0 (:func:`checkpoint_in_background`);
+    ``None`` for other databases. One lookup for all three: every landing write asks."""
+    writers = _writers(engine)
+    if writers is None:
         return None
+    if checkpoint_seconds > 0:
+        checkpointer = writers.checkpointer
+        if checkpointer is None or not checkpointer.is_alive():
+            checkpoint_in_background(engine, writers.connection, checkpoint_seconds)
+            writers.checkpointer = sqlite_wal.checkpointer_of(engine)
+    return writers.connection, writers.turn
+
+
+def _writers(engine: sa.Engine) -> _Writers | None:
+    """This thread's landing writer state for the engine, connected; ``None`` unless the engine
+    is an SQLite file."""
     entry = _WRITERS.get(engine)
     if entry is None:
+        if sqlite_file(engine) is None:
+            return None
         with _WRITERS_LOCK:
             entry = _WRITERS.get(engine)
             if entry is None:
                 entry = _WRITERS[engine] = (_Writers(), [])
                 sa.event.listen(engine, "engine_disposed", _close_writers)
     writers, opened = entry
-    if writers.connection is None or writers.pid != os.getpid():
+    generation = forks.generation()
+    if writers.connection is None or writers.generation != generation:
         connection = engine.raw_connection()
         connection.detach()
-        writers.connection, writers.pid = connection, os.getpid()
+        writers.connection, writers.generation, writers.checkpointer = connection, generation, None
+        path = sqlite_file(engine)
+        assert path is not None  # entries are only made for SQLite files
+        writers.turn = _turn(path)
         with _WRITERS_LOCK:
             opened.append(connection)
-    return writers.connection
+    return writers
 
 
 def drop_own_connection(engine: sa.Engine) -> None:
@@ -72,6 +102,7 @@ def drop_own_connection(engine: sa.Engine) -> None:
     if entry is None or entry[0].connection is None:
         return
     connection, entry[0].connection = entry[0].connection, None
+    entry[0].checkpointer = None
     with _WRITERS_LOCK:
         if connection in entry[1]:
             entry[1].remove(connection)
@@ -97,18 +128,38 @@ def _close_quietly(connection: Any) -> None:
 # --- turns ---------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Turn:
-    threads: threading.Lock
-    file: int  # descriptor of the lock file, opened by this process
+    """The landing writers' turn on one file, in one process: a context manager.
+
+    A class rather than a generator-based context manager: entering and leaving one of those
+    costs several µs, on every landing view.
+    """
+
+    def __init__(self, file: int) -> None:
+        self.threads = threading.Lock()  # flock is per open file: threads need their own lock
+        self.file = file  # descriptor of the lock file, opened by this process
+
+    def __enter__(self) -> None:
+        self.threads.acquire()
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        except BaseException:
+            self.threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
 
 
 _TURNS: dict[tuple[int, str], _Turn] = {}
 _TURNS_LOCK = threading.Lock()
+_NO_TURN = nullcontext()
 
 
-@contextmanager
-def write_turn(engine: sa.Engine) -> Iterator[None]:
+def write_turn(engine: sa.Engine) -> AbstractContextManager[None]:
     """Queue landing writers for an SQLite file: threads on a lock, processes on ``flock``.
 
     SQLite's busy handler polls: a writer that finds the lock taken sleeps 1, 2, 5, 10… ms
@@ -118,24 +169,10 @@ def write_turn(engine: sa.Engine) -> Iterator[None]:
     soon as the previous one commits (200–250 µs measured, about the other's commit). Other
     writers (webhook, scheduler) do not take the turn and meet landing writers on SQLite's own
     lock and busy timeout, as before: the turn only orders the landing writers among themselves.
+    Not re-entrant.
     """
     path = sqlite_file(engine)
-    if path is None:
-        yield
-        return
-    with _holding_turn(path):
-        yield
-
-
-@contextmanager
-def _holding_turn(path: str) -> Iterator[None]:
-    turn = _turn(path)
-    with turn.threads:  # flock is per open file: threads of one process need their own lock
-        fcntl.flock(turn.file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(turn.file, fcntl.LOCK_UN)
+    return _NO_TURN if path is None else _turn(path)
 
 
 def _turn(path: str) -> _Turn:
@@ -147,7 +184,7 @@ def _turn(path: str) -> _Turn:
             turn = _TURNS.get(key)
             if turn is None:
                 file = os.open(f"{path}-landing-lock", os.O_RDWR | os.O_CREAT, 0o600)
-                turn = _TURNS[key] = _Turn(threading.Lock(), file)
+                turn = _TURNS[key] = _Turn(file)
     return turn
 
 
@@ -162,5 +199,5 @@ def checkpoint_in_background(engine: sa.Engine, connection: Any, interval: float
     path = sqlite_file(engine)
     if path is not None:
         sqlite_wal.checkpoint_in_background(
-            engine, connection, interval, "landing", lambda: _holding_turn(path)
+            engine, connection, interval, "landing", lambda: _turn(path)
         )

@@ -7,6 +7,7 @@ the Thompson draws share one locked ``numpy.random.Generator`` per process.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -91,16 +92,20 @@ class LockedGenerator:
 class LandingState:
     """What every landing request needs, loaded once per refresh period.
 
-    ``choice_html`` holds each group's rendered (unticked) checkbox: a page only joins them in
-    the visitor's order instead of rendering every group again. ``page_shells`` holds, per
-    landing variant, the fresh page cut around its per-visitor parts (filled by the view).
+    ``choice_html`` holds each group's rendered (unticked) checkbox, and ``choice_utf8`` the
+    same encoded: a page only joins them in the visitor's order instead of rendering every group
+    again. ``page_shells`` holds, per landing variant, the fresh page cut around its per-visitor
+    parts: UTF-8 pieces, and the names of the parts the view fills in
+    (:func:`variants.landing_render.fresh_page`).
     """
 
     snapshot: assignment.ExperimentSnapshot | None
     cards: tuple[visibility.GroupCard, ...]
     group_ids_by_slug: Mapping[str, int]
     choice_html: Mapping[str, Markup]
-    page_shells: dict[int | None, tuple[str, ...]] = field(default_factory=dict)
+    choice_utf8: Mapping[str, bytes]
+    slug_json: Mapping[str, str]  # each slug as a JSON string, for the form's context
+    page_shells: dict[int | None, tuple[bytes | str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,14 +140,17 @@ def load_state() -> LandingState:
         db.rollback()
     consent_template = settings_of(current_app).landing.consent_text
     group_choice = get_template_attribute("landing/_choice.html", "group_choice")
+    choice_html = {
+        card.slug: Markup(group_choice(card, signups.consent_text(consent_template, card.name)))
+        for card in cards
+    }
     return LandingState(
         snapshot=snapshot,
         cards=cards,
         group_ids_by_slug={card.slug: card.id for card in cards},
-        choice_html={
-            card.slug: Markup(group_choice(card, signups.consent_text(consent_template, card.name)))
-            for card in cards
-        },
+        choice_html=choice_html,
+        choice_utf8={slug: html.encode() for slug, html in choice_html.items()},
+        slug_json={card.slug: json.dumps(card.slug) for card in cards},
     )
 
 

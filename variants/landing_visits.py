@@ -19,11 +19,11 @@ with the mailer or the webhook.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -56,6 +56,19 @@ class Prepared:
     processors: Mapping[str, Callable[[Any], Any] | None]
     fixed: Mapping[str, Any]  # parameters the statement fixes itself (a LIMIT), converted
     results: tuple[Callable[[Any], Any] | None, ...] = ()  # per result column, for fetch_row
+    _positions: tuple[tuple[str | None, Callable[[Any], Any] | None, Any], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # Per position: the parameter's name and conversion, or (None, None, its fixed value).
+        positions = tuple(
+            (None, None, self.fixed[name])
+            if name in self.fixed
+            else (name, self.processors[name], None)
+            for name in self.order or ()
+        )
+        object.__setattr__(self, "_positions", positions)
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         """``values`` converted for the driver, in the form its paramstyle takes."""
@@ -66,12 +79,11 @@ class Prepared:
                 converted[name] = processor(value) if processor is not None else value
             return converted
         # The hottest path of a landing view: one pass over the statement's own positions.
-        fixed, processors = self.fixed, self.processors
         return [
-            fixed[name]
-            if name in fixed
-            else (processors[name](values[name]) if processors[name] else values[name])
-            for name in self.order
+            fixed
+            if name is None
+            else (convert(values[name]) if convert is not None else values[name])
+            for name, convert, fixed in self._positions
         ]
 
     def run(self, cursor: Any, values: Mapping[str, Any]) -> Any:
@@ -118,10 +130,15 @@ def prepare(statement: sa.ClauseElement, dialect: sa.Dialect) -> Prepared:
 class _Statements:
     lock_send: Prepared
     insert_visit: Prepared
+    # On SQLite the visit's id is the cursor's lastrowid (the rowid of an INTEGER PRIMARY KEY):
+    # RETURNING costs SQLite more work and the driver a fetch.
+    visit_id_is_rowid: bool
     add_trial: Prepared
     other_visit_of_send: Prepared
     other_visit_from_group: Prepared
     upserts: Mapping[str, Prepared]  # rollup table name → one-row upsert
+    # (variant id, UTC year, month, day, hour) → a visit's visit_rollups upsert parameters
+    visit_rollups_by_hour: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
 
 def _one_row_upsert(dialect: sa.Dialect, table: sa.Table) -> Prepared:
@@ -139,7 +156,9 @@ def _one_row_upsert(dialect: sa.Dialect, table: sa.Table) -> Prepared:
 def _statements(dialect: sa.Dialect) -> _Statements:
     if dialect.name not in ("sqlite", "postgresql"):
         raise RuntimeError(f"unsupported database {dialect.name!r}")  # pragma: no cover
-    insert_visit = sa.insert(_VISITS).returning(_VISITS.c.id)
+    rowid = dialect.name == "sqlite"
+    insert_visit = sa.insert(_VISITS)
+    insert_visit = insert_visit if rowid else insert_visit.returning(_VISITS.c.id)
     insert_visit = insert_visit.values({name: sa.bindparam(name) for name in _VISIT_COLUMNS})
     add_trial = (
         sa.update(_VARIANTS)
@@ -169,6 +188,7 @@ def _statements(dialect: sa.Dialect) -> _Statements:
     return _Statements(
         lock_send=prepare(lock_send, dialect),
         insert_visit=prepare(insert_visit, dialect),
+        visit_id_is_rowid=rowid,
         add_trial=prepare(add_trial, dialect),
         other_visit_of_send=prepare(other_of_send, dialect),
         other_visit_from_group=prepare(other_from_group, dialect),
@@ -202,10 +222,12 @@ def record_visit(session: so.Session, visit: NewVisit) -> int:
     """Insert the visit, count its trial and its rollup increments in the session's
     transaction; returns the visit id. The caller commits."""
     connection = session.connection()
+    statements = _statements(connection.dialect)
+    plan = _plan(statements, visit)
     cursor = cursor_of(connection)
     try:
         with sqlalchemy_errors(connection.dialect):
-            return _write(cursor, _statements(connection.dialect), visit)
+            return _write(cursor, statements, plan)
     finally:
         cursor.close()
 
@@ -218,25 +240,25 @@ def record_visit_committed(
 
     The landing view's write needs no ORM session: its bookkeeping (begin, commit, close) costs
     more than the write itself, and on SQLite the lock is held throughout. On an SQLite file the
-    write runs on the thread's own connection (:func:`~variants.landing_sqlite.own_connection`),
-    the lock is taken by ``BEGIN IMMEDIATE`` right before the first statement and released by
-    the commit; landing writers queue for it in turn (:func:`~variants.landing_sqlite.write_turn`),
-    and with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
-    (:func:`~variants.landing_sqlite.checkpoint_in_background`). Other databases use a pooled
-    connection.
+    write runs on the thread's own connection, the lock is taken by ``BEGIN IMMEDIATE`` right
+    before the first statement and released by the commit; landing writers queue for it in
+    turn, and with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
+    (:func:`~variants.landing_sqlite.own_writer`). Other databases use a pooled connection.
+    Parameters are converted before the turn is taken, so it is held for the statements only.
     """
-    own = landing_sqlite.own_connection(engine)
-    if own is None:
+    writer = landing_sqlite.own_writer(engine, checkpoint_seconds)
+    if writer is None:
         return _record_on_pooled_connection(engine, visit)
-    if checkpoint_seconds > 0:
-        landing_sqlite.checkpoint_in_background(engine, own, checkpoint_seconds)
+    own, turn = writer
     connection = own.dbapi_connection
-    with sqlalchemy_errors(engine.dialect), landing_sqlite.write_turn(engine):
+    statements = _statements(engine.dialect)
+    plan = _plan(statements, visit)
+    with sqlalchemy_errors(engine.dialect), turn:
         cursor = connection.cursor()
         try:
             # The driver runs in autocommit mode (engine.db): the transaction is ours.
             cursor.execute("BEGIN IMMEDIATE")
-            visit_id = _write(cursor, _statements(engine.dialect), visit)
+            visit_id = _write(cursor, statements, plan)
             connection.commit()
         except BaseException:
             _roll_back(engine, connection)
@@ -256,6 +278,8 @@ def _roll_back(engine: sa.Engine, connection: Any) -> None:
 
 
 def _record_on_pooled_connection(engine: sa.Engine, visit: NewVisit) -> int:
+    statements = _statements(engine.dialect)
+    plan = _plan(statements, visit)
     raw = engine.raw_connection()
     cursor = None
     try:
@@ -263,7 +287,7 @@ def _record_on_pooled_connection(engine: sa.Engine, visit: NewVisit) -> int:
             cursor = cursor_of(raw)
             if engine.dialect.name == "sqlite":  # an in-memory database; autocommit, as above
                 cursor.execute("BEGIN IMMEDIATE")
-            visit_id = _write(cursor, _statements(engine.dialect), visit)
+            visit_id = _write(cursor, statements, plan)
             raw.commit()
         return visit_id
     except BaseException:
@@ -275,54 +299,114 @@ def _record_on_pooled_connection(engine: sa.Engine, visit: NewVisit) -> int:
         raw.close()
 
 
-@contextmanager
-def sqlalchemy_errors(dialect: sa.Dialect) -> Iterator[None]:
+def sqlalchemy_errors(dialect: sa.Dialect) -> AbstractContextManager[None]:
     """Raise the driver's errors as SQLAlchemy's (``IntegrityError``, ``OperationalError``…),
     as SQLAlchemy's own execution does, so callers and the app's error handlers (a locked
     database is a 503) see the exceptions they expect."""
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as error:
-        raise sa.exc.DBAPIError.instance(
-            None, None, error, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from error
+    return _DriverErrors(dialect)
 
 
-def _write(cursor: Any, statements: _Statements, visit: NewVisit) -> int:
+class _DriverErrors:
+    # A class: a generator-based context manager costs a few µs per landing view.
+    __slots__ = ("dialect",)
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _kind: object, error: BaseException | None, _traceback: object) -> None:
+        driver_error = self.dialect.loaded_dbapi.Error
+        if isinstance(error, driver_error):
+            raise sa.exc.DBAPIError.instance(
+                None, None, error, driver_error, dialect=self.dialect
+            ) from error
+
+
+class _Plan(NamedTuple):
+    """What a visit's write sends without needing an answer from the database: parameters
+    already converted for the driver (``None``: the statement does not run)."""
+
+    visit: NewVisit
+    insert: Any
+    trial: Any
+    visit_rollup: Any
+    recruiter_rollup: Any
+
+
+def _plan(statements: _Statements, visit: NewVisit) -> _Plan:
+    variant_id, now = visit.landing_variant_id, visit.created_at
+    insert = statements.insert_visit.parameters(
+        {name: getattr(visit, name) for name in _VISIT_COLUMNS}
+    )
+    trial = visit_rollup = recruiter_rollup = None
+    # Each upsert lists every counter of its table; those this visit does not move add 0.
+    if variant_id is not None:
+        trial = statements.add_trial.parameters({"variant_id": variant_id})
+        visit_rollup = _visit_rollup(statements, variant_id, now)
+    if visit.recruiter_id is not None:
+        row = {"recruiter_id": visit.recruiter_id, "day": day_of(now), "visits": 1, "friends": 0}
+        recruiter_rollup = statements.upserts["recruiter_rollups"].parameters(_upsert_row(row))
+    return _Plan(visit, insert, trial, visit_rollup, recruiter_rollup)
+
+
+def _visit_rollup(statements: _Statements, variant_id: int, at: datetime) -> Any:
+    """The parameters of a visit's ``visit_rollups`` upsert: the same for every visit of the
+    variant in that hour, so converted once (the hour's conversion is most of the cost)."""
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)
+    key = (variant_id, utc.year, utc.month, utc.day, utc.hour)
+    cache = statements.visit_rollups_by_hour
+    parameters = cache.get(key)
+    if parameters is None:
+        row = {"landing_variant_id": variant_id, "visit_hour": hour_of(at)}
+        row = {**row, "visits": 1, "signups": 0, "groups_ticked": 0}
+        parameters = statements.upserts["visit_rollups"].parameters(_upsert_row(row))
+        if isinstance(parameters, list):
+            parameters = tuple(parameters)  # shared: never changed
+        if len(cache) >= 256:  # old hours
+            cache.clear()
+        cache[key] = parameters
+    return parameters
+
+
+def _write(cursor: Any, statements: _Statements, plan: _Plan) -> int:
+    visit = plan.visit
     send = None
     if visit.send_id is not None:  # locked first: the rollups' lock order
         row = statements.lock_send.fetch_row(cursor, {"send_id": visit.send_id})
         send = send_key(*row) if row is not None else None
-    values = {name: getattr(visit, name) for name in _VISIT_COLUMNS}
-    visit_id = statements.insert_visit.run(cursor, values).fetchone()[0]
-    variant_id, now = visit.landing_variant_id, visit.created_at
-    if variant_id is not None:
-        statements.add_trial.run(cursor, {"variant_id": variant_id})
-    # Each upsert lists every counter of its table; those this visit does not move add 0.
-    upserts: list[tuple[str, dict[str, Any]]] = []
+    cursor.execute(statements.insert_visit.sql, plan.insert)
+    visit_id = cursor.lastrowid if statements.visit_id_is_rowid else cursor.fetchone()[0]
+    if plan.trial is not None:
+        cursor.execute(statements.add_trial.sql, plan.trial)
+    upserts = statements.upserts
+    # The rollup tables in table order (the rollups' lock order).
     if send is not None:
         other = statements.other_visit_of_send.run(
             cursor, {"send_id": visit.send_id, "id": visit_id}
         )
         if other.fetchone() is None:
-            upserts.append(("send_rollups", _send_row(send)))
-    if variant_id is not None:
-        row = {"landing_variant_id": variant_id, "visit_hour": hour_of(now)}
-        upserts.append(("visit_rollups", {**row, "visits": 1, "signups": 0, "groups_ticked": 0}))
+            upserts["send_rollups"].run(cursor, _upsert_row(_send_row(send)))
+    if plan.visit_rollup is not None:
+        cursor.execute(upserts["visit_rollups"].sql, plan.visit_rollup)
     if visit.source_group_id is not None:
         other = statements.other_visit_from_group.run(
             cursor,
             {"visitor_id": visit.visitor_id, "group_id": visit.source_group_id, "id": visit_id},
         )
         if other.fetchone() is None:
-            row = {"group_id": visit.source_group_id, "day": day_of(now), "visitors_sent": 1}
-            upserts.append(("group_rollups", {**row, **_ZERO_GROUP}))
-    if visit.recruiter_id is not None:
-        row = {"recruiter_id": visit.recruiter_id, "day": day_of(now), "visits": 1}
-        upserts.append(("recruiter_rollups", {**row, "friends": 0}))
-    for table, values in upserts:  # already in the rollups' table order
-        statements.upserts[table].run(cursor, {f"{name}_0": v for name, v in values.items()})
+            day = day_of(visit.created_at)
+            row = {"group_id": visit.source_group_id, "day": day, "visitors_sent": 1}
+            upserts["group_rollups"].run(cursor, _upsert_row({**row, **_ZERO_GROUP}))
+    if plan.recruiter_rollup is not None:
+        cursor.execute(upserts["recruiter_rollups"].sql, plan.recruiter_rollup)
     return visit_id
+
+
+def _upsert_row(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A one-row upsert's parameters (named ``<column>_0``)."""
+    return {f"{name}_0": value for name, value in values.items()}
 
 
 _VISIT_COLUMNS = (

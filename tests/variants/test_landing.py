@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests.variants.landing_support import (
     headline,
     sign_up,
 )
-from variants import landing_visits
+from variants import landing, landing_visits
 from variants.landing_state import LockedGenerator, runtime_of
 
 
@@ -449,7 +450,7 @@ def test_the_fast_page_is_exactly_the_fully_rendered_page(
             full = landing_render.render_page(
                 arm, cards, "ctx-<&>", "tok<en>", choices_html=choices
             )
-            assert fast == again == full
+            assert fast == again == full.encode()  # the page as the response sends it
             assert 'value="ctx-&lt;&amp;&gt;"' in full and 'value="tok&lt;en&gt;"' in full
 
 
@@ -464,3 +465,38 @@ def test_each_visitor_keeps_their_own_order_of_the_groups(
         assert checkbox_order(visitor.get("/?g=flippable").get_data(as_text=True)) == first
         orders.add(tuple(first))
     assert len(orders) > 3
+
+
+def test_flashed_messages_are_still_shown_on_the_landing_page(
+    session: so.Session, app: Flask, clock: FakeClock
+) -> None:
+    add_groups(session)
+    add_experiment(session)
+    visitor = app.test_client()
+    visitor.get("/")  # the fast page is ready
+    with visitor.session_transaction() as flask_session:
+        flask_session["_flashes"] = [("success", "Your groups were saved.")]
+    assert "Your groups were saved." in visitor.get("/").get_data(as_text=True)
+    assert "Your groups were saved." not in visitor.get("/").get_data(as_text=True)  # once
+
+
+def test_the_form_context_is_the_json_the_signer_would_make(
+    session: so.Session, app: Flask, clock: FakeClock
+) -> None:
+    add_groups(session, ["swing-left", "grüne-jugend", 'quote"slug'])
+    with app.test_request_context("/"):
+        state = runtime_of(app).state()
+        cards = list(reversed(state.cards))
+        for visit_id, variant_id in [(None, None), (12, None), (None, 3), (987654321, 7)]:
+            context = {"v": visit_id, "l": variant_id, "o": [card.slug for card in cards]}
+            expected = json.dumps(context, separators=(",", ":"))
+            assert landing._context_json(visit_id, variant_id, cards, state) == expected
+
+
+@pytest.mark.parametrize("value", ["", "abc-DEF_0.9=", "a<b>&'\"", "é", "tok en"])
+def test_attribute_values_are_escaped_as_the_template_escapes_them(value: str) -> None:
+    from markupsafe import escape
+
+    from variants import landing_render
+
+    assert landing_render._attribute_value(value) == str(escape(value)).encode()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
+import uuid
 from datetime import timedelta
 from http.cookies import SimpleCookie
 
@@ -11,15 +16,18 @@ import sqlalchemy.orm as so
 from flask import Flask, Response
 from flask.testing import FlaskClient
 from flask_wtf.csrf import CSRFError
-from itsdangerous import BadData
+from itsdangerous import BadData, Signer
 
 from engine.models import Contact, Visit
 from tests.variants.landing_support import add_experiment, add_groups, form_fields
 from variants.landing_visitor import (
     COOKIE_NAME,
+    COOKIE_SALT,
+    CSRF_SALT,
     FormContextSigner,
     Visitor,
     VisitorCookies,
+    _Signer,
     new_visitor,
 )
 
@@ -186,3 +194,53 @@ def test_the_form_context_is_signed() -> None:
             signer.loads(forged)
     with pytest.raises(BadData):
         FormContextSigner("another-secret", salt="form").loads(value)
+
+
+def test_visitor_ids_are_random_version_4_uuids() -> None:
+    ids = [new_visitor().id for _ in range(1000)]  # several 4 KiB pools of randomness
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_never_reuses_its_parents_visitor_ids() -> None:
+    new_visitor()  # the parent's pool of randomness now holds its next ids
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, new_visitor().id.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        childs = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert len(childs) == 36 and childs != new_visitor().id
+
+
+@pytest.mark.parametrize("value", ["", "someone.1.2.3.....", "é" * 40, b"\x00bytes"])
+def test_signatures_are_the_ones_itsdangerous_makes(value: str | bytes) -> None:
+    for secret, salt in [("test-secret", COOKIE_SALT), ("x" * 200, "form")]:
+        ours = _Signer(secret, salt=salt, digest_method=hashlib.sha256)
+        theirs = Signer(secret, salt=salt, digest_method=hashlib.sha256)
+        assert ours.sign(value) == ours.sign(value) == theirs.sign(value)
+        assert theirs.unsign(ours.sign(value)) == (
+            value.encode() if isinstance(value, str) else value
+        )
+
+
+def test_the_csrf_token_is_the_documented_hmac() -> None:
+    visitor = new_visitor()
+    key = hmac.digest(b"test-secret", CSRF_SALT.encode(), "sha256")
+    expected = hmac.new(key, visitor.id.encode(), hashlib.sha256).hexdigest()
+    assert COOKIES.csrf_token(visitor) == COOKIES.csrf_token(visitor) == expected
+
+
+def test_a_context_signed_as_json_text_is_the_dumped_context() -> None:
+    signer = FormContextSigner("test-secret", salt="form")
+    context = {"v": 12, "l": None, "o": ["swing-left", "é-group"]}
+    text = json.dumps(context, separators=(",", ":"))
+    assert signer.sign_json(text) == signer.dumps(context)
+    assert signer.loads(signer.sign_json(text)) == context

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine import migrate, sqlite_wal
 from engine.app import create_app
@@ -27,7 +28,7 @@ from tests.conftest import make_settings
 from tests.engine.reports.rollup_support import assert_rollups_match_rebuild, rollup_rows
 from tests.engine.sending import factories as mail
 from tests.variants.landing_support import add_experiment, add_groups
-from variants import landing_sqlite, landing_visits
+from variants import forks, landing_sqlite, landing_visits
 from variants.landing_sqlite import write_turn
 from variants.landing_state import runtime_of
 from variants.landing_visits import NewVisit, record_visit, record_visit_committed
@@ -331,4 +332,47 @@ def test_a_failed_write_rolls_back_and_the_next_one_succeeds(tmp_path: Path) -> 
     with so.Session(engine) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Visit)) == 1
         assert session.get(Variant, variant).trials == 1
+    engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.psycopg.dialect()])
+def test_a_visits_rollup_parameters_are_converted_once_per_variant_and_hour(
+    dialect: sa.Dialect,
+) -> None:
+    statements = landing_visits._Statements(
+        **{
+            **vars(landing_visits._statements(dialect)),
+            "visit_rollups_by_hour": {},
+        }
+    )
+    first = landing_visits._visit_rollup(statements, 3, LATER)
+    generic = statements.upserts["visit_rollups"].parameters(
+        {
+            "landing_variant_id_0": 3,
+            "visit_hour_0": hour_of(LATER),
+            "visits_0": 1,
+            "signups_0": 0,
+            "groups_ticked_0": 0,
+        }
+    )
+    assert first == (tuple(generic) if isinstance(generic, list) else generic)
+    elsewhere = LATER.astimezone(timezone(timedelta(hours=-5))) + timedelta(minutes=20)
+    assert landing_visits._visit_rollup(statements, 3, elsewhere) is first  # the same UTC hour
+    assert landing_visits._visit_rollup(statements, 4, LATER) != first
+    assert landing_visits._visit_rollup(statements, 3, LATER + timedelta(hours=1)) != first
+    for hours in range(300):
+        landing_visits._visit_rollup(statements, 3, LATER + timedelta(hours=hours))
+    assert len(statements.visit_rollups_by_hour) <= 256  # old hours are forgotten
+
+
+def test_a_forked_process_opens_its_own_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _sqlite_engine(tmp_path)
+    migrate.upgrade(engine)
+    mine = landing_sqlite.own_connection(engine)
+    assert landing_sqlite.own_connection(engine) is mine
+    monkeypatch.setattr(forks, "_generation", forks.generation() + 1)  # as in a forked child
+    theirs = landing_sqlite.own_connection(engine)
+    assert theirs is not mine and landing_sqlite.own_connection(engine) is theirs
     engine.dispose()
