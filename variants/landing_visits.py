@@ -160,10 +160,12 @@ def record_visit_committed(
 
     The landing view's write needs no ORM session: its bookkeeping (begin, commit, close) costs
     more than the write itself, and on SQLite the lock is held throughout. On an SQLite file the
-    write runs on the thread's own connection, the lock is taken by ``BEGIN IMMEDIATE`` right
-    before the first statement and released by the commit; landing writers queue for it in
-    turn, and with ``checkpoint_seconds`` > 0 the WAL is checkpointed off the request path
-    (:func:`~variants.landing_sqlite.own_writer`). Other databases use a pooled connection.
+    write runs on the thread's own connection, whose trigger counts the trial and the visit
+    rollup: a visit nothing attributed is a single INSERT in autocommit mode, any other takes
+    the lock with ``BEGIN IMMEDIATE`` right before its first statement and releases it by the
+    commit. Landing writers queue for it in turn, and with ``checkpoint_seconds`` > 0 the WAL
+    is checkpointed off the request path (:func:`~variants.landing_sqlite.own_writer`). Other
+    databases use a pooled connection.
     Parameters are converted before the turn is taken, so it is held for the statements only.
     """
     writer = landing_sqlite.own_writer(engine, checkpoint_seconds)
@@ -172,11 +174,15 @@ def record_visit_committed(
     own, turn = writer
     connection = own.dbapi_connection
     statements = _statements(engine.dialect)
-    plan = _plan(statements, visit)
+    # The connection's trigger counts the trial and the visit rollup (landing_sqlite).
+    plan = _plan(statements, visit, counted_by_trigger=True)
     with sqlalchemy_errors(engine.dialect), turn:
         cursor = connection.cursor()
         try:
-            # The driver runs in autocommit mode (engine.db): the transaction is ours.
+            if plan.insert_only:
+                # The driver runs in autocommit mode (engine.db): one statement, one transaction.
+                cursor.execute(statements.insert_visit.sql, plan.insert)
+                return cursor.lastrowid
             cursor.execute("BEGIN IMMEDIATE")
             visit_id = _write(cursor, statements, plan)
             connection.commit()
@@ -229,15 +235,29 @@ class _Plan(NamedTuple):
     visit_rollup: Any
     recruiter_rollup: Any
 
+    @property
+    def insert_only(self) -> bool:
+        """Whether the visit's INSERT is the whole write (nothing attributed it)."""
+        visit = self.visit
+        return (
+            self.trial is None
+            and self.visit_rollup is None
+            and self.recruiter_rollup is None
+            and visit.send_id is None
+            and visit.source_group_id is None
+        )
 
-def _plan(statements: _Statements, visit: NewVisit) -> _Plan:
+
+def _plan(statements: _Statements, visit: NewVisit, *, counted_by_trigger: bool = False) -> _Plan:
+    """The write's parameters; with ``counted_by_trigger``, the connection's trigger counts the
+    trial and the visit rollup (see :data:`variants.landing_sqlite.COUNT_VISITS_TRIGGER`)."""
     variant_id, now = visit.landing_variant_id, visit.created_at
     insert = statements.insert_visit.parameters(
         {name: getattr(visit, name) for name in _VISIT_COLUMNS}
     )
     trial = visit_rollup = recruiter_rollup = None
     # Each upsert lists every counter of its table; those this visit does not move add 0.
-    if variant_id is not None:
+    if variant_id is not None and not counted_by_trigger:
         trial = statements.add_trial.parameters({"variant_id": variant_id})
         visit_rollup = _visit_rollup(statements, variant_id, now)
     if visit.recruiter_id is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -90,7 +91,10 @@ def load_group_cards(session: so.Session) -> list[GroupCard]:
 
 def noise(visitor_id: str, slug: str) -> float:
     """Return z(g, v): the visitor's standard normal draw for the group (see the module doc)."""
-    digest = hashlib.sha256(f"{visitor_id}:{slug}".encode()).digest()
+    return _noise(hashlib.sha256(f"{visitor_id}:{slug}".encode()).digest())
+
+
+def _noise(digest: bytes) -> float:
     u = (int.from_bytes(digest[:8], "big") + 0.5) / 2.0**64
     return _STANDARD_NORMAL.inv_cdf(u)
 
@@ -104,13 +108,20 @@ def order_for_visitor(
     cards: Sequence[GroupCard], visitor_id: str, *, floor: int, sigma: float
 ) -> list[GroupCard]:
     """Return ``cards`` in the visitor's earned-visibility order (descending score, then slug)."""
-    return sorted(
-        cards,
-        key=lambda card: (
-            -score(card.generated, noise(visitor_id, card.slug), floor=floor, sigma=sigma),
-            card.slug,
-        ),
-    )
+    # Every new landing view orders the groups: the visitor's part of the hash is taken once,
+    # and each group's digest continues from a copy of it (the same SHA-256 as noise()).
+    visitor = hashlib.sha256(f"{visitor_id}:".encode())
+    keyed = []
+    for card in cards:
+        digest = visitor.copy()
+        digest.update(card.slug.encode())
+        z = _noise(digest.digest())
+        keyed.append((-score(card.generated, z, floor=floor, sigma=sigma), card.slug, card))
+    keyed.sort(key=_SCORE_THEN_SLUG)
+    return [card for _, _, card in keyed]
+
+
+_SCORE_THEN_SLUG = operator.itemgetter(0, 1)
 
 
 def explain(

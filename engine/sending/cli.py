@@ -154,21 +154,26 @@ def scheduler(runtime: Runtime) -> None:
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    with locks.singleton(
-        runtime.engine,
-        "scheduler",
-        on_wait=lambda: click.echo("another scheduler is running; waiting to take over"),
-    ):
-        click.echo(
-            f"scheduler running: mailing '{runtime.settings.scheduler.mailing_cron}', decisions "
-            f"'{runtime.settings.scheduler.decisions_cron}' ({runtime.settings.scheduler.timezone})"
-        )
-        # SIGTERM (systemd, a container stop) stops like Ctrl-C: a job already running — a
-        # mailing mid-request — finishes before the process exits, so no send is left unknown.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            built.start()
-        except (KeyboardInterrupt, SystemExit):
-            if built.running:
-                built.shutdown(wait=True)
-        click.echo("scheduler stopped")
+    # SIGTERM (systemd, a container stop) stops like Ctrl-C: a job already running (a mailing
+    # mid-request) finishes before the process exits, so no send is left unknown. Set first: a
+    # supervisor may send it at any moment, also while this one waits for its turn.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with locks.singleton(
+            runtime.engine,
+            "scheduler",
+            on_wait=lambda: click.echo("another scheduler is running; waiting to take over"),
+        ):
+            click.echo(
+                f"scheduler running: mailing '{runtime.settings.scheduler.mailing_cron}',"
+                f" decisions '{runtime.settings.scheduler.decisions_cron}'"
+                f" ({runtime.settings.scheduler.timezone})"
+            )
+            try:
+                built.start()
+            except (KeyboardInterrupt, SystemExit):
+                if built.running:
+                    built.shutdown(wait=True)
+    except KeyboardInterrupt:
+        pass  # stopped before it started
+    click.echo("scheduler stopped")

@@ -44,6 +44,36 @@ def count_sent(session: so.Session, send: Send) -> None:
 
 
 def test_every_kind_of_visit_counts_as_a_rebuild_would(session: so.Session) -> None:
+    visits = every_kind_of_visit(session)
+    ids = [record_visit(session, visit) for visit in visits]
+    assert len(set(ids)) == len(visits)
+    stored = session.scalars(sa.select(Visit).where(Visit.id.in_(ids)).order_by(Visit.id)).all()
+    assert [(v.visitor_id, v.created_at) for v in stored] == [
+        (v.visitor_id, v.created_at) for v in visits
+    ]
+    session.expire_all()
+    assert session.get(Variant, visits[0].landing_variant_id).trials == 8
+    assert_rollups_match_rebuild(session)
+
+
+def test_every_kind_of_committed_visit_counts_as_a_rebuild_would(
+    committed_engine: sa.Engine,
+) -> None:
+    """The landing view's own write: on an SQLite file, its connection's trigger counts trials
+    and visit rollups (variants.landing_sqlite); elsewhere its statements do."""
+    with so.Session(committed_engine) as session:
+        visits = every_kind_of_visit(session)
+        session.commit()
+    ids = [record_visit_committed(committed_engine, visit) for visit in visits]
+    assert len(set(ids)) == len(visits)
+    with so.Session(committed_engine) as session:
+        assert session.get(Variant, visits[0].landing_variant_id).trials == 8
+        assert_rollups_match_rebuild(session)
+        session.rollback()
+
+
+def every_kind_of_visit(session: so.Session) -> list[NewVisit]:
+    """Groups, a landing experiment, a sent and an unsent send, and a visit of every kind."""
     groups = add_groups(session)
     landing = add_experiment(session)
     experiments = mail.mail_experiments(session)
@@ -70,15 +100,7 @@ def test_every_kind_of_visit_counts_as_a_rebuild_would(session: so.Session) -> N
             "all", variant, LATER, groups[2].id, recruiter.id, send.id, share
         ),  # every source at once
     ]
-    ids = [record_visit(session, visit) for visit in visits]
-    assert len(set(ids)) == len(visits)
-    stored = session.scalars(sa.select(Visit).where(Visit.id.in_(ids)).order_by(Visit.id)).all()
-    assert [(v.visitor_id, v.created_at) for v in stored] == [
-        (v.visitor_id, v.created_at) for v in visits
-    ]
-    session.expire_all()
-    assert session.get(Variant, variant).trials == 8
-    assert_rollups_match_rebuild(session)
+    return visits
 
 
 def test_a_visit_and_its_conversion_share_one_rollup_row(session: so.Session) -> None:
@@ -126,7 +148,7 @@ def test_the_committed_write_is_all_or_nothing(
     committed_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with so.Session(committed_engine) as session:
-        add_groups(session)
+        group = add_groups(session)[0].id
         variant = add_experiment(session).variants[0].id
         session.commit()
     write = landing_visits._write
@@ -136,12 +158,52 @@ def test_the_committed_write_is_all_or_nothing(
         raise RuntimeError("the process is stopping")  # …but the commit never happens
 
     monkeypatch.setattr(landing_visits, "_write", write_then_fail)
-    with pytest.raises(RuntimeError):
-        record_visit_committed(committed_engine, NewVisit("v", variant, LATER))
+    with pytest.raises(RuntimeError):  # attributed: more than one statement
+        record_visit_committed(committed_engine, NewVisit("v", variant, LATER, group))
     with so.Session(committed_engine) as other:
         assert other.scalar(sa.select(sa.func.count()).select_from(Visit)) == 0
         assert other.scalar(sa.select(sa.func.count()).select_from(VisitRollup)) == 0
         assert other.get(Variant, variant).trials == 0
+
+
+def test_a_visit_nothing_attributed_is_one_statement_on_sqlite(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path)
+    migrate.upgrade(engine)
+    with so.Session(engine) as session:
+        add_groups(session)
+        variant = add_experiment(session).variants[0].id
+        session.commit()
+    record_visit_committed(engine, NewVisit("v", variant, LATER))  # opens the own connection
+    own = landing_sqlite.own_connection(engine).dbapi_connection
+    statements: list[str] = []
+    own.set_trace_callback(statements.append)
+    record_visit_committed(engine, NewVisit("w", variant, LATER))
+    own.set_trace_callback(None)
+    # The driver reports the INSERT once more per statement its trigger runs; nothing else ran
+    # (no BEGIN, no COMMIT, no statement of ours for the trial or the rollup).
+    assert statements and all(sql.startswith("INSERT INTO visits (") for sql in statements)
+    with so.Session(engine) as session:
+        assert session.get(Variant, variant).trials == 2
+        assert session.scalars(sa.select(VisitRollup.visits)).all() == [2]
+        assert_rollups_match_rebuild(session)
+    engine.dispose()
+
+
+def test_a_visit_nothing_attributed_is_all_or_nothing_too(tmp_path: Path) -> None:
+    engine = _sqlite_engine(tmp_path)
+    migrate.upgrade(engine)
+    with so.Session(engine) as session:
+        add_groups(session)
+        variant = add_experiment(session).variants[0].id
+        session.commit()
+    with engine.begin() as connection:  # the trigger's second statement will fail
+        connection.exec_driver_sql("ALTER TABLE visit_rollups RENAME TO moved_rollups")
+    with pytest.raises(sa.exc.OperationalError):
+        record_visit_committed(engine, NewVisit("v", variant, LATER))
+    with so.Session(engine) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Visit)) == 0
+        assert session.get(Variant, variant).trials == 0
+    engine.dispose()
 
 
 def test_a_visit_through_a_recruiter_and_a_send_commits_its_rollups(

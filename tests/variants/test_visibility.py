@@ -42,6 +42,22 @@ def test_order_is_reproducible_per_visitor_and_differs_between_visitors() -> Non
     assert len(orders) > 30  # equal groups: the noise spreads the places around
 
 
+def test_the_order_is_the_documented_formula_for_every_visitor() -> None:
+    cards = [card(slug, n) for slug, n in [("a", 0), ("b", 12), ("c", 30), ("d", 9), ("e", 60)]]
+    for n in range(500):
+        visitor = f"visitor-{n}"
+        by_formula = sorted(
+            cards,
+            key=lambda c: (
+                -visibility.score(
+                    c.generated, visibility.noise(visitor, c.slug), floor=10, sigma=0.35
+                ),
+                c.slug,
+            ),
+        )
+        assert visibility.order_for_visitor(cards, visitor, floor=10, sigma=0.35) == by_formula
+
+
 def test_noise_is_standard_normal_and_auditable() -> None:
     draws = [visibility.noise(f"visitor-{n}", "indivisible") for n in range(20000)]
     assert statistics.fmean(draws) == pytest.approx(0.0, abs=0.03)

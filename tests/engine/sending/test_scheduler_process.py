@@ -64,3 +64,35 @@ def test_second_scheduler_waits_and_sigterm_stops_cleanly(tmp_path: Path) -> Non
                 process.kill()
                 process.wait()
             process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_sigterm_stops_a_waiting_scheduler_cleanly(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "RESISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "RESISTRY_SECRET_KEY": "test",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "db", "upgrade"],
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    first = start_scheduler(environment)
+    second = None
+    try:
+        wait_for_line(first, "scheduler running")
+        second = start_scheduler(environment)
+        wait_for_line(second, "another scheduler is running; waiting")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0  # not killed by the signal: it stopped
+        assert "scheduler stopped" in second.stdout.read()  # type: ignore[union-attr]
+        assert first.poll() is None  # the running one goes on
+    finally:
+        for process in (first, second):
+            if process is None:
+                continue
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()  # type: ignore[union-attr]
