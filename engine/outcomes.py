@@ -76,11 +76,19 @@ def credit_many(session: so.Session, credits: Mapping[str, Mapping[int, int]]) -
     ]
     if rows:
         session.connection().execute(_credit_statement(), rows)
-        # Core statements bypass the ORM: variants this session has loaded reload their counters.
-        for row in rows:
-            loaded = session.identity_map.get(so.util.identity_key(Variant, row["v_id"]))
-            if loaded is not None:
-                session.expire(loaded, list(CREDITED_COLUMNS))
+        expire_counters(session, [row["v_id"] for row in rows])
+
+
+def expire_counters(session: so.Session, variant_ids: Iterable[int]) -> None:
+    """Statements that bypass the ORM credited ``variant_ids``: those this session has loaded
+    reload their counters."""
+    if not session.identity_map:  # the webhook path loads no variant: nothing to look up
+        return
+    mapper = so.class_mapper(Variant)
+    for variant_id in variant_ids:
+        loaded = session.identity_map.get(mapper.identity_key_from_primary_key([variant_id]))
+        if loaded is not None:
+            session.expire(loaded, list(CREDITED_COLUMNS))
 
 
 CREDITED_COLUMNS = ("successes", *GUARDRAIL_COUNTERS.values())

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy.orm as so
 
 from engine import outcomes
-from engine.models import SendRollup, Variant
+from engine.models import SendRollup
 from engine.reports import rollups
 from webhooks import native
 from webhooks.native import Driver
@@ -111,11 +111,7 @@ def credit_variants(
     mark = "%s" if db.name == "postgresql" else "?"
     assignments = ", ".join(f"{c} = {c} + {mark}" for c in outcomes.CREDITED_COLUMNS)
     db.run_many(f"UPDATE variants SET {assignments} WHERE id = {mark}", rows)
-    # Bypassing the ORM: variants this session has loaded reload their counters.
-    for *_, variant_id in rows:
-        loaded = session.identity_map.get(so.util.identity_key(Variant, variant_id))
-        if loaded is not None:
-            session.expire(loaded, list(outcomes.CREDITED_COLUMNS))
+    outcomes.expire_counters(session, [variant_id for *_, variant_id in rows])
 
 
 _METRICS_SQL = (

@@ -152,19 +152,31 @@ def upsert_rows(
     sql, parameters = _one_row_upsert(dialect, table)
     named = parameters[0][0] is not None
     rows: list[Any] = []
+    converted: dict[tuple[int, Any], Any] = {}  # keys share a few hours: converted once each
     for key in sorted(changes):
         counts = changes[key]
         if not any(counts.values()):
             continue
         values = []
         for _name, position, counter, convert in parameters:
-            value = key[position] if counter is None else counts[counter]
-            values.append(value if convert is None else convert(value))
+            if counter is not None:
+                value = counts[counter]
+                values.append(value if convert is None else convert(value))
+            elif convert is None:
+                values.append(key[position])
+            else:
+                value = converted.get((position, key[position]), _UNSET)
+                if value is _UNSET:
+                    value = converted[position, key[position]] = convert(key[position])
+                values.append(value)
         if named:
             rows.append({p[0]: value for p, value in zip(parameters, values, strict=True)})
         else:
             rows.append(tuple(values))
     return sql, rows
+
+
+_UNSET = object()
 
 
 @functools.lru_cache(maxsize=32)

@@ -83,3 +83,17 @@ def test_loaded_variants_see_credits_without_expiring(session: so.Session) -> No
     outcomes.credit_many(session, {"click": {arm.id: -1}})  # a click taken back
     assert arm.successes == 1
     assert body.variants[1].successes == 0
+
+
+def test_credits_reload_the_counters_of_variants_the_session_holds(session: so.Session) -> None:
+    # Credits bypass the ORM; a variant already loaded must not keep its stale counters.
+    from webhooks.counters import credit_variants
+    from webhooks.native import Driver
+
+    _send, subject, _body, _share = make_send(session)
+    loaded, other = subject.variants
+    assert loaded.successes == 0 and other.successes == 0
+    outcomes.credit_many(session, {"click": {loaded.id: 1}})
+    assert loaded.successes == 1
+    credit_variants(session, Driver(session.connection()), {"click": {other.id: 2}})
+    assert (loaded.successes, other.successes) == (1, 2)
