@@ -104,7 +104,7 @@ def apply_outcomes(
     current.update(lock_sends(db, sorted(missing)))
     # Send states hold times in the driver's native form (see webhooks.native): comparable as is.
     proposed: dict[int, dict[str, Any]] = {}  # copies of the states this batch touches
-    moved: defaultdict[int, set[str]] = defaultdict(set)  # their columns this batch changes
+    moved: defaultdict[int, int] = defaultdict(int)  # their columns this batch changes (bits)
     new_clicks: defaultdict[int, list[ParsedEvent]] = defaultdict(list)
     for event in events:
         column = event.outcome_column
@@ -123,15 +123,15 @@ def apply_outcomes(
         at = event.occurred_native
         if state[column] is None or at < state[column]:  # earliest wins: a change, always
             state[column] = at
-            moved[send_id].add(column)
+            moved[send_id] |= _BIT[column]
             if column == "bounced_at":
                 state["bounce_type"] = event.label
-                moved[send_id].add("bounce_type")
+                moved[send_id] |= _BIT["bounce_type"]
     # A new delivery time can only reclassify clicks a send already has.
     delivery_moved = {
         send_id
         for send_id, columns in moved.items()
-        if "delivered_at" in columns
+        if columns & _DELIVERED
         and (
             proposed[send_id]["first_click_at"] is not None
             or proposed[send_id]["scanner_click_at"] is not None
@@ -143,20 +143,25 @@ def apply_outcomes(
         for send_id in reclassify:
             for column in _CLICK_COLUMNS:
                 if proposed[send_id][column] != current[send_id][column]:
-                    moved[send_id].add(column)
+                    moved[send_id] |= _BIT[column]
     if not moved:
         return
     # Each changed send with the columns to write, in the columns' order (see _write_sends).
-    changed = {
-        send_id: tuple(sorted(moved[send_id], key=_POSITION.__getitem__))
-        for send_id in sorted(moved)
-    }
+    changed = {send_id: _columns_of(moved[send_id]) for send_id in sorted(moved)}
     _write_sends(db, proposed, changed)
     counters.count_changes(session, db, current, proposed, changed)
 
 
 _CLICK_COLUMNS = ("first_click_at", "scanner_click_at")
-_POSITION = {column: position for position, column in enumerate(OUTCOME_COLUMNS)}
+# A send's changed columns as bits (one per outcome column, in their order): cheaper per event
+# than a set, and the bits name their columns in order without sorting.
+_BIT = {column: 1 << position for position, column in enumerate(OUTCOME_COLUMNS)}
+_DELIVERED = _BIT["delivered_at"]
+
+
+@functools.cache
+def _columns_of(bits: int) -> tuple[str, ...]:
+    return tuple(column for column in OUTCOME_COLUMNS if bits & _BIT[column])
 
 
 def lock_sends(db: Driver, send_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
