@@ -11,6 +11,7 @@ import sqlalchemy.orm as so
 from flask import Flask, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from engine import db
 from engine.settings import Settings, load_settings
@@ -51,6 +52,11 @@ def create_app(
     _register_blueprints(app)
     _register_error_handlers(app)
     _register_cli(app)
+    if settings.web.trusted_proxies:
+        # Behind a proxy every request comes from the proxy's address: without this, one
+        # visitor's rate limit would be everyone's.
+        n = settings.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     return app
 
 

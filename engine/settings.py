@@ -61,6 +61,7 @@ class WebSettings:
     signup_rate_limit: str = "20 per minute"
     rate_limit_storage: str = "memory://"
     log_format: str = "text"
+    trusted_proxies: int = 0
 
     def validate(self) -> None:
         _check(self.magic_link_hours > 0, "magic_link_hours must be > 0")
@@ -77,6 +78,7 @@ class WebSettings:
                 "'20 per minute'"
             ) from None
         _check("://" in self.rate_limit_storage, "rate_limit_storage must be a URI like memory://")
+        _check(0 <= self.trusted_proxies <= 5, "trusted_proxies must be in [0, 5]")
 
 
 @dataclass(frozen=True)

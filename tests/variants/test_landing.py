@@ -305,6 +305,37 @@ def test_signup_rate_limit_per_ip_is_429_with_the_values_kept(
     assert count(session, Contact) == 2
 
 
+@pytest.mark.parametrize("trusted_proxies", [0, 1])
+def test_the_signup_limit_keys_on_the_forwarded_address_only_behind_a_trusted_proxy(
+    settings: Settings,
+    sessions: so.sessionmaker[so.Session],
+    session: so.Session,
+    trusted_proxies: int,
+) -> None:
+    add_groups(session)
+    session.commit()
+    web = {"signup_rate_limit": "1 per minute", "trusted_proxies": trusted_proxies}
+    app = create_app({"TESTING": True}, settings=settings.replace(web=web), sessions=sessions)
+
+    def sign_up_from(address: str, email: str) -> int:
+        client = app.test_client()  # every request arrives from the proxy's own address
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = address
+        return sign_up(client, email=email).status_code
+
+    first = sign_up_from("203.0.113.7", "first@example.org")
+    other_visitor = sign_up_from("198.51.100.9", "other@example.org")
+    same_visitor = sign_up_from("203.0.113.7", "again@example.org")
+    if trusted_proxies:  # two visitors behind one proxy: each has a limit of their own
+        assert (first, other_visitor, same_visitor) == (303, 303, 429)
+    else:  # served directly, a forged header must not buy a fresh limit
+        assert (first, other_visitor, same_visitor) == (303, 429, 429)
+
+
+def test_a_trusted_proxy_count_out_of_range_stops_start_up() -> None:
+    with pytest.raises(SettingsError, match=r"trusted_proxies must be in \[0, 5\]"):
+        load_settings(environ={"RESISTRY_WEB__TRUSTED_PROXIES": "-1"})
+
+
 def test_confirmation_makes_the_contact_a_recruiter_with_a_personal_link(
     session: so.Session, client: FlaskClient, settings: Settings, clock: FakeClock
 ) -> None:
