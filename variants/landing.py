@@ -151,7 +151,12 @@ def signup() -> ResponseReturnValue:
         now=runtime.now(),
     )
     db.commit()
-    session["contact"] = result.contact_id
+    if result.new_contact or session.get("contact") == result.contact_id:
+        session["contact"] = result.contact_id
+    else:
+        # An address we already had: typing it proves nothing, so this browser gets neither
+        # its personal link nor the right to enrol it as a recruiter.
+        session.pop("contact", None)
     session["joined"] = list(checked.group_ids)
     response = redirect(url_for(".thanks"), 303)
     if visitor is not None:  # the next page view is a new visit
@@ -162,17 +167,20 @@ def signup() -> ResponseReturnValue:
 @bp.get("/thanks")
 def thanks() -> ResponseReturnValue:
     contact_id = session.get("contact")
-    if contact_id is None:
+    joined_ids = session.get("joined")
+    if joined_ids is None:
         return redirect(url_for(".index"))
     db = get_session()
     joined = db.scalars(
-        sa.select(Group.name).where(Group.id.in_(session.get("joined", []))).order_by(Group.name)
+        sa.select(Group.name).where(Group.id.in_(joined_ids)).order_by(Group.name)
     ).all()
-    code = db.scalar(
+    code = contact_id and db.scalar(
         sa.select(Recruiter.code).where(Recruiter.contact_id == contact_id, Recruiter.active)
     )
     link = signups.referral_link(settings_of(current_app).web.base_url, code) if code else None
-    return render_template("landing/thanks.html", joined=joined, referral_link=link)
+    return render_template(
+        "landing/thanks.html", joined=joined, referral_link=link, known=contact_id is not None
+    )
 
 
 @bp.post("/recruit")

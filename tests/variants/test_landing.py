@@ -352,6 +352,29 @@ def test_confirmation_makes_the_contact_a_recruiter_with_a_personal_link(
     assert count(session, Recruiter) == 1
 
 
+def test_typing_a_known_address_reveals_no_link_and_enrols_no_one(
+    app: Flask, session: so.Session, client: FlaskClient, clock: FakeClock
+) -> None:
+    add_groups(session)
+    sign_up(client, email="owner@example.org")
+    client.post("/recruit", data=form_fields(client.get("/thanks").get_data(as_text=True)))
+    code = session.scalars(sa.select(Recruiter.code)).one()
+    sign_up(client, email="owner@example.org", groups=["flippable"])  # the owner again: kept
+    assert code in client.get("/thanks").get_data(as_text=True)
+
+    stranger = app.test_client()
+    sign_up(stranger, email="owner@example.org", groups=["swing-left"])
+    page = stranger.get("/thanks").get_data(as_text=True)
+    assert "Swing Left" in page and "already signed up" in page
+    assert code not in page and "/recruit" not in page
+    sign_up(app.test_client(), email="bystander@example.org")
+    impostor = app.test_client()
+    sign_up(impostor, email="bystander@example.org")
+    csrf = form_fields(impostor.get("/").get_data(as_text=True))["csrf_token"]
+    assert impostor.post("/recruit", data={"csrf_token": csrf}).status_code == 400
+    assert count(session, Recruiter) == 1
+
+
 def test_recruit_without_signing_up_is_refused(client: FlaskClient, clock: FakeClock) -> None:
     page = client.get("/").get_data(as_text=True)
     response = client.post("/recruit", data={"csrf_token": form_fields(page)["csrf_token"]})
