@@ -8,7 +8,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Flask, jsonify, request
+from flask import Flask, abort, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -51,6 +51,7 @@ def create_app(
 
     _register_blueprints(app)
     _register_error_handlers(app)
+    app.before_request(_refuse_nul_characters)
     _register_cli(app)
     if settings.web.trusted_proxies:
         # Behind a proxy every request comes from the proxy's address: without this, one
@@ -82,6 +83,18 @@ def wants_json() -> bool:
     return path.startswith(("/api/", "/webhooks/")) or request.accept_mimetypes.best == (
         "application/json"
     )
+
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _refuse_nul_characters() -> None:
+    """400 for a NUL character in the path, the query or a form field: PostgreSQL's text cannot
+    hold one, so it would otherwise fail deep in a query (SQLite would store it)."""
+    sources = [request.args, request.form] if request.mimetype in _FORM_TYPES else [request.args]
+    fields = [request.path, *(f"{k}={v}" for data in sources for k, v in data.items(multi=True))]
+    if any("\x00" in field for field in fields):
+        abort(400, description="The request contains a NUL character (%00), which no field allows.")
 
 
 def _register_error_handlers(app: Flask) -> None:
