@@ -12,6 +12,7 @@ from flask import Flask, abort, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from engine import db
 from engine.settings import Settings, load_settings
@@ -48,6 +49,7 @@ def create_app(
         sessions = db.session_factory(db.create_db_engine(settings))
     db.init_app(app, sessions)
     csrf.init_app(app)
+    app.url_map.converters["int"] = RowId  # before any route is added
 
     _register_blueprints(app)
     _register_error_handlers(app)
@@ -83,6 +85,15 @@ def wants_json() -> bool:
     return path.startswith(("/api/", "/webhooks/")) or request.accept_mimetypes.best == (
         "application/json"
     )
+
+
+class RowId(IntegerConverter):
+    """``<int:…>`` bounded to the database's 64-bit ids: a longer number is a 404, not an
+    integer the driver cannot bind."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})

@@ -55,7 +55,7 @@ def _check_scope(scope: str) -> None:
     if scope == GLOBAL:
         return
     prefix, _, number = scope.partition(":")
-    if prefix != "asm" or not number.isdigit():
+    if prefix != "asm" or not (number.isascii() and number.isdigit()):
         raise ValueError(f"scope must be 'global' or 'asm:<group id>', got {scope!r}")
 
 

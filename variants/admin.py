@@ -82,7 +82,8 @@ def _safe_next(target: str | None) -> str | None:
     if not target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or "\\" in target:
+    unsafe = "\\" in target or not target.isprintable()  # a newline would split the header
+    if parts.scheme or parts.netloc or not target.startswith("/") or unsafe:
         return None
     return None if target.startswith("//") else target
 

@@ -96,7 +96,10 @@ def group_contacts(slug: str) -> Any:
     if not contacts_export.may_pull_contacts(user, group):
         abort(403, description="you may pull only your own group's contacts")
     limit_text = request.args.get("limit", str(contacts_export.PAGE_SIZE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= contacts_export.MAX_PAGE_SIZE:
+    if (
+        not (limit_text.isascii() and limit_text.isdigit())
+        or not 1 <= int(limit_text) <= contacts_export.MAX_PAGE_SIZE
+    ):
         abort(400, description=f"limit must be 1-{contacts_export.MAX_PAGE_SIZE}")
     page = contacts_export.contacts_page(
         session, group, request.args.get("since") or None, int(limit_text)

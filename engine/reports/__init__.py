@@ -104,6 +104,9 @@ def _parse_day(name: str, value: str | None) -> date | None:
     try:
         if len(text) != 10:
             raise ValueError
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ReportInputError(f"{name} must be a date as YYYY-MM-DD, got {text[:40]!r}") from None
+    if day.year > 9998:  # the range ends at the midnight after its last day
+        raise ReportInputError(f"{name} must be before 9999-01-01, got {text!r}")
+    return day

@@ -72,7 +72,7 @@ def _date_range() -> DateRange:
 
 def _leaderboard_limit() -> int:
     raw = request.args.get("limit", "50").strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LEADERBOARD:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LEADERBOARD:
         abort(400, description=f"limit must be a whole number from 1 to {MAX_LEADERBOARD}")
     return int(raw)
 

@@ -61,6 +61,17 @@ def test_login_logout_and_safe_redirects(client: FlaskClient, session: so.Sessio
     )
     assert response.headers["Location"] == "/admin/"
     assert client.get("/admin/experiments").status_code == 200
+    post_form(client, "/admin/experiments", "/admin/logout", {})
+    page = client.get("/admin/login").get_data(as_text=True)
+    split = client.post(  # a newline in the target would split the Location header
+        "/admin/login?next=/admin/%0AX-Evil:%201",
+        data={
+            "username": "ana",
+            "password": "correct horse battery",
+            "csrf_token": csrf_token(page),
+        },
+    )
+    assert split.status_code == 302 and split.headers["Location"] == "/admin/"
     assert client.post("/admin/logout").status_code == 400  # no CSRF token: refused
     assert client.get("/admin/experiments").status_code == 200
     post_form(client, "/admin/experiments", "/admin/logout", {})

@@ -119,6 +119,7 @@ def analyst_client(app: Flask, session: so.Session) -> tuple:  # type: ignore[ty
         ("start=2026-13-01", "start must be a date as YYYY-MM-DD"),
         ("end=yesterday", "end must be a date as YYYY-MM-DD"),
         ("start=2026-10-05&end=2026-10-01", "start (2026-10-05) is after end (2026-10-01)"),
+        ("end=9999-12-31", "end must be before 9999-01-01"),
     ],
 )
 def test_bad_dates_are_400_with_a_message(analyst_client: tuple, query: str, message: str) -> None:  # type: ignore[type-arg]
@@ -139,7 +140,10 @@ def test_bad_dates_are_400_with_a_message(analyst_client: tuple, query: str, mes
     [
         ("/api/v1/reports/recruiters?limit=0", 400),
         ("/api/v1/reports/recruiters?limit=ten", 400),
+        ("/api/v1/reports/recruiters?limit=%C2%B2", 400),  # "²" is a digit to str.isdigit
         ("/api/v1/reports/experiments/999999", 404),
+        ("/api/v1/reports/experiments/99999999999999999999", 404),  # beyond a 64-bit id
+        ("/reports/experiments/9223372036854775808", 404),
         ("/api/v1/reports/nothing", 404),
         ("/reports/funnel/nothing.csv", 404),
         ("/reports/nothing", 404),
