@@ -73,7 +73,7 @@ def start_server(url: str, public_key: str, port: int, workdir: Path) -> subproc
         os.environ,
         RESISTRY_DATABASE_URL=url,
         SENDGRID_WEBHOOK_PUBLIC_KEY=public_key,
-        RESISTRY_SECRET_KEY="bench-secret",
+        RESISTRY_SECRET_KEY="bench-secret-key-0123456789abcdef0123",
         PYTHONPATH=str(ROOT),
     )
     env.pop("GUNICORN_CMD_ARGS", None)  # measure the production defaults, not local overrides

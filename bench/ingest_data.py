@@ -90,7 +90,10 @@ def _settings(url: str) -> Any:
     from engine.settings import load_settings
 
     return load_settings(
-        environ={"RESISTRY_DATABASE_URL": url, "RESISTRY_SECRET_KEY": "bench-secret"}
+        environ={
+            "RESISTRY_DATABASE_URL": url,
+            "RESISTRY_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
+        }
     )
 
 

@@ -61,7 +61,10 @@ def prepare_database(url: str) -> None:
     from engine.settings import load_settings
 
     settings = load_settings(
-        environ={"RESISTRY_DATABASE_URL": url, "RESISTRY_SECRET_KEY": "bench-preparation"}
+        environ={
+            "RESISTRY_DATABASE_URL": url,
+            "RESISTRY_SECRET_KEY": "bench-preparation-secret-key-0123456789",
+        }
     )
     engine = create_db_engine(settings)
     migrate.upgrade(engine)

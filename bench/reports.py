@@ -497,7 +497,10 @@ def prepare(backend: str, regenerate: bool) -> sa.Engine:
             if not exists:
                 connection.exec_driver_sql(f"CREATE DATABASE {BENCH_DATABASE}")
         server.dispose()
-    environ = {"RESISTRY_SECRET_KEY": "bench", "RESISTRY_DATABASE_URL": url}
+    environ = {
+        "RESISTRY_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
+        "RESISTRY_DATABASE_URL": url,
+    }
     engine = create_db_engine(load_settings(environ=environ))
     if backend == "postgresql" and regenerate:
         with engine.begin() as connection:

@@ -196,7 +196,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings(
             workdir / "config.toml",
             environ={
-                "RESISTRY_SECRET_KEY": "bench-secret",
+                "RESISTRY_SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
                 "RESISTRY_DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
             },
         ).replace(sendgrid={"host": f"http://127.0.0.1:{port}"})

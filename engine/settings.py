@@ -347,8 +347,24 @@ def load_settings(
         sections[name] = _build_section(name, SECTIONS[name], value, config_path)
     settings = Settings(**sections, config_path=config_path)  # type: ignore[arg-type]
     url = _resolve_sqlite_path(settings.database.url, settings.base_dir)
-    secret = environ.get("RESISTRY_SECRET_KEY") or _secret_from_file(settings)
+    secret = environ.get("RESISTRY_SECRET_KEY", "").strip()
+    if secret:
+        _check_secret(secret, "RESISTRY_SECRET_KEY")
+    else:
+        secret = _secret_from_file(settings)
     return settings.replace(database={"url": url}, secret_key=secret)
+
+
+MIN_SECRET_LENGTH = 32
+
+
+def _check_secret(secret: str, source: str) -> None:
+    """A short key makes every signed link and cookie guessable: refuse to start with one."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{source}: the secret key must be at least {MIN_SECRET_LENGTH} characters, got"
+            f" {len(secret)} (make one: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
 
 
 def _apply_environment(raw: dict, environ: Mapping[str, str], config_path: Path) -> None:
@@ -430,10 +446,20 @@ def _resolve_sqlite_path(url: str, base_dir: Path) -> str:
 def _secret_from_file(settings: Settings) -> str:
     """Development fallback: a random key created once next to the SQLite file."""
     path = settings.base_dir / settings.web.secret_key_file
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole and private under another name, then linked into place: processes
+        # starting together (make run starts three) all read the one key that won.
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    _check_secret(key, str(path))
     return key

@@ -32,7 +32,10 @@ ON_CI = os.environ.get("CI", "").lower() == "true"
 def make_settings(database_url: str, **sections: object) -> Settings:
     """Project settings with a test secret and the given database; nothing from the environment."""
     settings = load_settings(
-        environ={"RESISTRY_SECRET_KEY": "test-secret", "RESISTRY_DATABASE_URL": database_url}
+        environ={
+            "RESISTRY_SECRET_KEY": "resistry-test-secret-key-0123456789abcdef",
+            "RESISTRY_DATABASE_URL": database_url,
+        }
     )
     return settings.replace(**sections) if sections else settings
 

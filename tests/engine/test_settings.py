@@ -1,10 +1,11 @@
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from engine.settings import SettingsError, load_settings
 
-ENV = {"RESISTRY_SECRET_KEY": "s"}
+ENV = {"RESISTRY_SECRET_KEY": "s" * 32}
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -19,7 +20,7 @@ def test_project_config_loads_with_documented_defaults() -> None:
     assert settings.experiments.prior_alpha == 1.0
     assert settings.database.url.startswith("sqlite:////")  # resolved to an absolute path
     assert settings.database.url.endswith("instance/resistry.sqlite3")
-    assert settings.secret_key == "s"
+    assert settings.secret_key == "s" * 32
 
 
 def test_every_setting_in_config_toml_has_a_comment(project_root: Path) -> None:
@@ -99,6 +100,27 @@ def test_secret_key_file_created_once_when_env_missing(tmp_path: Path) -> None:
     second = load_settings(path, environ={}).secret_key
     assert len(first) == 64 and first == second
     assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_a_short_secret_key_stops_start_up(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "")
+    with pytest.raises(
+        SettingsError, match="RESISTRY_SECRET_KEY: the secret key must be at least 32"
+    ):
+        load_settings(path, environ={"RESISTRY_SECRET_KEY": "x" * 31})
+    key_file = tmp_path / "instance" / "secret_key"
+    key_file.parent.mkdir()
+    key_file.write_text("  \n")  # an emptied file, and a blank variable that falls back to it
+    with pytest.raises(SettingsError, match=f"{key_file}: the secret key must be at least 32"):
+        load_settings(path, environ={"RESISTRY_SECRET_KEY": " "})
+
+
+def test_processes_starting_together_share_one_new_secret_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "")
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_settings(path, environ={}).secret_key, range(32)))
+    assert len(keys) == 1
+    assert [p.name for p in (tmp_path / "instance").iterdir()] == ["secret_key"]  # no drafts left
 
 
 def test_settings_are_frozen() -> None:

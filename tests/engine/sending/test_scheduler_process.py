@@ -36,7 +36,7 @@ def test_second_scheduler_waits_and_sigterm_stops_cleanly(tmp_path: Path) -> Non
     environment = {
         **os.environ,
         "RESISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "RESISTRY_SECRET_KEY": "test",
+        "RESISTRY_SECRET_KEY": "resistry-test-secret-key-0123456789abcdef",
     }
     subprocess.run(
         [sys.executable, "-m", "engine.cli", "db", "upgrade"],
@@ -70,7 +70,7 @@ def test_sigterm_stops_a_waiting_scheduler_cleanly(tmp_path: Path) -> None:
     environment = {
         **os.environ,
         "RESISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "RESISTRY_SECRET_KEY": "test",
+        "RESISTRY_SECRET_KEY": "resistry-test-secret-key-0123456789abcdef",
     }
     subprocess.run(
         [sys.executable, "-m", "engine.cli", "db", "upgrade"],

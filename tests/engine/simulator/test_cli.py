@@ -32,7 +32,9 @@ def config(tmp_path: Path, project_root: Path) -> Path:
 
 def run(config: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
-        main, ["--config", str(config), "simulator", *args], env={"RESISTRY_SECRET_KEY": "t"}
+        main,
+        ["--config", str(config), "simulator", *args],
+        env={"RESISTRY_SECRET_KEY": "resistry-test-secret-key-0123456789abcdef"},
     )
     return result.exit_code, result.output
 
@@ -95,7 +97,7 @@ def test_a_real_run_accepts_mail_posts_signed_events_and_stops_on_sigterm(
     config: Path, project_root: Path, receiver: WebhookReceiver
 ) -> None:
     environment = os.environ | {
-        "RESISTRY_SECRET_KEY": "t",
+        "RESISTRY_SECRET_KEY": "resistry-test-secret-key-0123456789abcdef",
         "RESISTRY_SIMULATOR__BATCH_INTERVAL_SECONDS": "0.1",
         "RESISTRY_SIMULATOR__JITTER_SECONDS": "0",
     }
