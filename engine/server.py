@@ -27,9 +27,32 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from engine.db import is_sqlite
 from engine.settings import Settings
+
+# Paths whose last segment is a bearer credential: an unsubscribe link, a recruiter's magic link.
+_CREDENTIAL_PATHS = ("/unsubscribe/", "/recruiter/")
+
+
+def masked_path(path: str) -> str:
+    """``path`` as the access log shows it: a credential in it replaced by ``…``, so whoever
+    reads the logs cannot unsubscribe a recipient or open a recruiter's page."""
+    for prefix in _CREDENTIAL_PATHS:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return prefix + "…"
+    return path
+
+
+class AccessLogger(Logger):  # type: ignore[misc]
+    """Gunicorn's logger, with credentials masked in the path it logs (``%(U)s``)."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> Any:
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = masked_path(atoms["U"])
+        return atoms
+
 
 # Writes serialize on SQLite's one lock; PostgreSQL requests wait on the network (see above).
 SQLITE_THREADS = 1
@@ -84,6 +107,7 @@ def gunicorn_options(
         "graceful_timeout": 20,
         "timeout": 60,
         "accesslog": "-",
+        "logger_class": AccessLogger,
         # The access log must not carry addresses: tokens and emails live in POST bodies, but
         # query strings can hold a recruiter code, so log the path only.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from flask import Flask
@@ -46,3 +48,31 @@ def test_a_worker_freezes_what_start_up_made(monkeypatch: pytest.MonkeyPatch) ->
         assert gc.get_freeze_count() > 1000  # the app and every module loaded so far
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/unsubscribe/NDI.c2lnbmF0dXJl", "/unsubscribe/…"),
+        ("/recruiter/MQ.aBcDeF.c2lnbmF0dXJl", "/recruiter/…"),
+        ("/admin/experiments", "/admin/experiments"),
+    ],
+)
+def test_the_access_log_masks_credentials_in_paths(
+    monkeypatch: pytest.MonkeyPatch, path: str, logged: str
+) -> None:
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    cfg = _Gunicorn(SQLITE, gunicorn_options(SQLITE), None).cfg
+    logger = cfg.logger_class(cfg)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "RAW_URI": path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+    }
+    request = SimpleNamespace(headers=[], method="GET", path=path, query="", version=(1, 1))
+    response = SimpleNamespace(status="200 OK", response_length=10, sent=10, headers=[])
+    line = cfg.access_log_format % logger.atoms(response, request, environ, timedelta(0))
+    assert line == f'203.0.113.9 "GET {logged}" 200 10 0ms'
