@@ -15,6 +15,7 @@ from engine.runtime import Runtime, pass_runtime
 # Commands live next to the code they drive; they are imported only when invoked (or listed by
 # --help), so `resistry stats` never loads Flask, matplotlib or the database drivers.
 LAZY_COMMANDS = {
+    "alerts": "engine.alerts:alerts",
     "decisions": "engine.sending.cli:decisions",
     "demo": "variants.demo:demo",
     "events": "webhooks.cli:events",

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.models import Alert, Suppression, utcnow
+from engine import alerts
+from engine.models import Suppression, utcnow
 
 GLOBAL = "global"
 # Stays well under SQLite's bound-parameter limit and PostgreSQL's planner sweet spot.
@@ -165,8 +166,7 @@ def active_suppressions(session: so.Session, include_lifted: bool = False) -> li
 
 def sending_paused(session: so.Session) -> bool:
     """Whether an unresolved alert that pauses sending exists (e.g. a SendGrid account change)."""
-    statement = sa.select(Alert.id).where(Alert.pauses_sending, Alert.resolved_at.is_(None))
-    return session.scalar(statement.limit(1)) is not None
+    return alerts.pausing_alert(session) is not None
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -39,7 +39,7 @@ from engine.auth import (
 from engine.db import get_session
 from engine.models import Group, User
 from engine.rate_limits import RateLimit
-from variants import admin_experiments, admin_groups
+from variants import admin_alerts, admin_experiments, admin_groups
 from variants.admin_forms import ActionForm, LoginForm, UserForm, choices
 from variants.validation import NotFound
 
@@ -217,5 +217,6 @@ def toggle_user(user_id: int) -> Any:
     return redirect(url_for("admin.users"))
 
 
+admin_alerts.register(bp)
 admin_experiments.register(bp)
 admin_groups.register(bp)

@@ -72,8 +72,11 @@ def send_command(runtime: Runtime, dry_run: bool, key: str | None, seed: int | N
                 )
             except PlanError as exc:
                 raise click.ClickException(str(exc)) from None
+            paused = _pause_notice(session)
         print_plan(plan.summary())
         click.echo("dry run: nothing stored, nothing sent")
+        if paused:
+            click.echo(f"warning: nothing would be sent now: {paused}", err=True)
         return
     renderers = default_renderers()
     client = MailClient(settings.sendgrid)
@@ -109,8 +112,24 @@ def send_command(runtime: Runtime, dry_run: bool, key: str | None, seed: int | N
             click.echo(line)
         outcomes = run_decisions(session, settings, now=utcnow())
         session.commit()
+        paused = _pause_notice(session) if report.remaining else None
     for outcome in outcomes:
         click.echo(outcome.summary())
+    if paused:
+        raise click.ClickException(paused)
+
+
+def _pause_notice(session: Any) -> str | None:
+    """What staff must do while an alert pauses sending, or None when nothing does."""
+    from engine.alerts import pausing_alert
+
+    alert = pausing_alert(session)
+    if alert is None:
+        return None
+    return (
+        f"sending is paused by alert #{alert.id}: {alert.message}. Once its cause is dealt"
+        f" with, run `resistry alerts resolve {alert.id}` (open alerts: `resistry alerts list`)."
+    )
 
 
 @click.group()

@@ -8,7 +8,7 @@ Each request's sends are committed as ``sending`` *before* the HTTP call; the an
 not have them, so they are reported as "unknown, not retried" and never sent again (at most
 once). Re-running a mailing sends only ``planned`` rows, claimed by a conditional UPDATE so two
 runners cannot both take the same row. Addresses suppressed since planning are skipped, and
-nothing is sent while ``engine.suppressions.sending_paused``.
+nothing is sent while an alert pauses sending (``engine.alerts``).
 
 To stay fast, requests are composed while earlier ones travel (see
 :mod:`engine.sending.handover`: one on the wire, the next claimed and queued behind it; a single
@@ -30,7 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from engine import suppressions
+from engine import alerts
 from engine.collector import collector_paused
 from engine.models import Mailing, utcnow
 from engine.recruiters import RecruiterCounts, recruiter_counts
@@ -137,8 +137,10 @@ def send_mailing(
     exception leaves the rows already handed over as ``sending`` (never re-sent).
     """
     report = MailingReport(mailing.id, mailing.key, mailing.status, plan=dict(mailing.plan))
-    if suppressions.sending_paused(session):
-        return _finish(session, mailing, report, clock(), "sending is paused by an open alert")
+    alert = alerts.pausing_alert(session)
+    if alert is not None:
+        paused = f"sending is paused by open alert #{alert.id} ({alert.kind})"
+        return _finish(session, mailing, report, clock(), paused)
     skipped = records.suppressed_send_ids(session, mailing)
     if skipped:
         report.skipped_suppressed = len(

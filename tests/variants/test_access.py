@@ -85,6 +85,8 @@ TABLE: dict[tuple[str, str], tuple[str, dict]] = {
         f"{G}/contacts.csv",
         html(200, 403, 200, 403),
     ),
+    ("GET", "/admin/alerts"): ("/admin/alerts", html(200, 200)),
+    ("POST", "/admin/alerts/<int:alert_id>/resolve"): ("/admin/alerts/999999/resolve", html(404)),
     # Last: it ends the session of the caller.
     ("POST", "/admin/logout"): ("/admin/logout", html(302, 302, 302, 302)),
     ("GET", "/api/v1/openapi.json"): ("/api/v1/openapi.json", expect(200, 200, 200, 200, 200)),

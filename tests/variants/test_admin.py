@@ -8,7 +8,7 @@ import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
 from engine.app import create_app
-from engine.models import Decision, Experiment, Group, User
+from engine.models import Alert, Decision, Experiment, Group, User
 from engine.settings import Settings
 from tests.variants.staff_support import (
     MJML,
@@ -280,3 +280,21 @@ def test_login_redirects_only_to_this_site(target: str, allowed: bool) -> None:
     from variants.admin import _safe_next
 
     assert (_safe_next(target) == target) is allowed
+
+
+def test_an_alert_that_pauses_sending_is_on_every_page_until_an_admin_resolves_it(
+    admin: FlaskClient, session: so.Session
+) -> None:
+    alert = Alert(kind="account_status_change", message="compliance_suspend", pauses_sending=True)
+    session.add(alert)
+    session.commit()
+    banner = f"Sending is paused by alert #{alert.id}: compliance_suspend"
+    assert banner in admin.get("/admin/experiments").get_data(as_text=True)
+    listed = admin.get("/admin/alerts").get_data(as_text=True)
+    assert "open, pauses sending" in listed and "Resolve" in listed
+    response = post_form(admin, "/admin/alerts", f"/admin/alerts/{alert.id}/resolve", {})
+    assert response.status_code == 302
+    session.refresh(alert)
+    assert alert.resolved_at is not None
+    assert "Sending is paused" not in admin.get("/admin/experiments").get_data(as_text=True)
+    assert "resolved" in admin.get("/admin/alerts").get_data(as_text=True)

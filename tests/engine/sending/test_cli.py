@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.models import Mailing, Send
+from engine.models import Alert, Mailing, Send, utcnow
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.simulator import SimulatorHandle
@@ -94,3 +94,41 @@ def test_decisions_run_prints_json(
         "recruiter-body",
         "recruiter-share",
     }
+
+
+def test_an_account_alert_pauses_sending_until_staff_resolve_it(
+    runtime: Runtime,
+    committed_sessions: so.sessionmaker[so.Session],
+    simulator: SimulatorHandle,
+) -> None:
+    seed(committed_sessions)
+    with committed_sessions.begin() as session:
+        session.add(
+            Alert(
+                kind="account_status_change",
+                message="SendGrid account status changed: compliance_suspend",
+                pauses_sending=True,
+            )
+        )
+        session.add(Alert(kind="note", message="resolved long ago", resolved_at=utcnow()))
+    listed = json.loads(invoke(runtime, "alerts", "list", "--json").output)
+    assert [(a["kind"], a["pauses_sending"]) for a in listed] == [("account_status_change", True)]
+    alert_id = listed[0]["id"]
+    assert len(json.loads(invoke(runtime, "alerts", "list", "--all", "--json").output)) == 2
+
+    dry = CliRunner().invoke(main, ["mailing", "send", "--dry-run"], obj=runtime)
+    assert dry.exit_code == 0 and f"paused by alert #{alert_id}" in dry.output
+    paused = CliRunner().invoke(main, ["mailing", "send", "--key", "cli-a"], obj=runtime)
+    assert paused.exit_code == 1
+    assert "still planned 3" in paused.output
+    assert f"run `resistry alerts resolve {alert_id}`" in paused.output
+    assert simulator.accepted == []
+
+    unknown = CliRunner().invoke(main, ["alerts", "resolve", "999999"], obj=runtime)
+    assert unknown.exit_code == 1 and "no alert #999999" in unknown.output
+    assert invoke(runtime, "alerts", "resolve", str(alert_id)).output == (
+        f"alert #{alert_id} resolved\n"
+    )
+    assert invoke(runtime, "alerts", "list").output == "no open alerts\n"
+    resumed = invoke(runtime, "mailing", "send", "--key", "cli-a")
+    assert resumed.exit_code == 0 and "sent 3, failed 0" in resumed.output
