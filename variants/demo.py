@@ -1,4 +1,5 @@
-"""``resistry demo load``: demo data for ``make run``. Loading twice changes nothing.
+"""``resistry demo load``: demo data for ``make run``. Loading twice changes nothing, not even
+what staff edited in between.
 
 The groups and experiments come from ``variants/demo_campaign.toml`` through the importer (so
 the demo is also its worked example). Then, generated from a fixed seed: about 3,000 contacts
@@ -88,12 +89,20 @@ def load_demo(
     Raises :class:`variants.importer.CampaignFileError` if the demo campaign does not import.
     """
     now = now or utcnow()
-    campaign = import_campaign(
-        session,
-        load_campaign_file(DEMO_CAMPAIGN),
-        settings.experiments,
-        actor=f"import:{DEMO_CAMPAIGN.name}",
-    )
+    data = load_campaign_file(DEMO_CAMPAIGN)
+    demo_slugs = [group["slug"] for group in data["groups"]]
+    if session.scalar(sa.select(Group.id).where(Group.slug.in_(demo_slugs)).limit(1)) is None:
+        campaign = import_campaign(
+            session, data, settings.experiments, actor=f"import:{DEMO_CAMPAIGN.name}"
+        )
+    else:  # loaded before: staff may have edited it since, and a re-run must not undo that
+        campaign = ImportReport(
+            notes=[
+                f"the demo campaign was loaded before and is left as it is now"
+                f" (`resistry import variants/{DEMO_CAMPAIGN.name}`"
+                " would apply the file again)"
+            ]
+        )
     users_added = [
         username
         for username, role, group_slug in DEMO_USERS
@@ -235,10 +244,13 @@ def demo_load(runtime: Runtime) -> None:
         report = load_demo(session, runtime.settings)
     for line in report.campaign.lines():
         click.echo(line)
-    click.echo(
-        f"demo data loaded: {report.contacts_added} contacts, "
-        f"{report.recruiters_added} recruiters, users added: "
-        f"{', '.join(report.users_added) or 'none'}"
-    )
+    if report.contacts_added or report.users_added or report.campaign.changed:
+        click.echo(
+            f"demo data loaded: {report.contacts_added} contacts, "
+            f"{report.recruiters_added} recruiters, users added: "
+            f"{', '.join(report.users_added) or 'none'}"
+        )
+    else:
+        click.echo("demo data already loaded: nothing added or changed")
     for username, role, _ in DEMO_USERS:
         click.echo(f"  log in at /admin/login as {username!r} ({role}), password {DEMO_PASSWORD!r}")

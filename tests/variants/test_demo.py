@@ -60,8 +60,15 @@ def test_demo_loads_groups_experiments_people_and_is_idempotent(
     assert admin.role == "admin" and password_matches(admin, DEMO_PASSWORD)
     before = counts(session)
 
+    edited = next(v for v in subjects.variants if v.content["subject"].startswith("Not yet"))
+    edited.content = {"subject": "Edited by staff"}
+    session.flush()
+
     again = load_demo(session, settings, now=NOW, contacts=150, recruiters=100)
     assert not again.campaign.changed
+    assert "loaded before and is left as it is now" in again.campaign.notes[0]
+    session.refresh(edited)
+    assert edited.content == {"subject": "Edited by staff"}  # a re-run undoes no staff edit
     assert (again.contacts_added, again.recruiters_added, again.users_added) == (0, 0, [])
     assert counts(session) == before
 
@@ -89,7 +96,7 @@ def test_cli_demo_load_full_size_twice(tmp_path: Path) -> None:
     assert loaded["Contact"] == 3000
     assert loaded["Recruiter"] == 2000
     second = runner.invoke(main, ["demo", "load"], obj=Runtime(settings))
-    assert "demo data loaded: 0 contacts, 0 recruiters, users added: none" in second.output
+    assert "demo data already loaded: nothing added or changed" in second.output
     assert "created:" not in second.output
     with session_factory(engine)() as session:
         assert counts(session) == loaded
