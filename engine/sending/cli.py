@@ -57,11 +57,21 @@ def send_command(runtime: Runtime, dry_run: bool, key: str | None, seed: int | N
     from engine.sending import mailing as mailings
     from engine.sending.client import MailClient
     from engine.sending.planner import PlanError, draw_plan
+    from engine.sending.records import remaining_plan
 
     settings = runtime.settings
     rng = np.random.default_rng(seed)
     if dry_run:
         with runtime.sessions() as session:
+            earlier = _existing_mailing(session, settings, key)
+            if earlier is not None:  # a send resumes it; its plan is stored, not drawn again
+                click.echo(
+                    f"mailing {earlier.key} was planned before ({earlier.status}); a send hands"
+                    " over only its sends still planned (--key names a new mailing)"
+                )
+                print_plan(remaining_plan(session, earlier))
+                click.echo("dry run: nothing stored, nothing sent")
+                return
             try:
                 plan = draw_plan(
                     session,
@@ -117,6 +127,17 @@ def send_command(runtime: Runtime, dry_run: bool, key: str | None, seed: int | N
         click.echo(outcome.summary())
     if paused:
         raise click.ClickException(paused)
+
+
+def _existing_mailing(session: Any, settings: Any, key: str | None) -> Any:
+    """The mailing a send would resume (``key``, default today's), if it was planned before."""
+    import sqlalchemy as sa
+
+    from engine.models import Mailing
+    from engine.sending.mailing import mailing_key
+
+    key = key or mailing_key(utcnow(), settings.scheduler.timezone)
+    return session.scalar(sa.select(Mailing).where(Mailing.key == key))
 
 
 def _pause_notice(session: Any) -> str | None:

@@ -79,6 +79,11 @@ class MailingReport:
             lines.append(f"unknown, not retried: {self.unknown} (handed over before a crash?)")
         if self.stopped:
             lines.append(f"stopped: {self.stopped}")
+        if not self.planned_now and not self.sent and not self.remaining and not self.stopped:
+            lines.append(
+                f"mailing {self.key} was planned and sent before: nothing was left to send"
+                " (--key names a new mailing)"
+            )
         return lines
 
 

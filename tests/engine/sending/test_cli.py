@@ -70,6 +70,10 @@ def test_send_prints_plan_progress_report_and_decisions(
         assert session.scalar(sa.select(sa.func.count()).where(Send.status == "sent")) == 3
     again = invoke(runtime, "mailing", "send", "--key", "cli-1")
     assert "sent 0, failed 0" in again.output
+    assert "cli-1 was planned and sent before: nothing was left to send" in again.output
+    dry = invoke(runtime, "mailing", "send", "--key", "cli-1", "--dry-run")
+    assert "mailing cli-1 was planned before (sent)" in dry.output
+    assert "recipients: 0" in dry.output
     assert len(simulator.accepted) >= 1
     assert sum(len(a.payload["personalizations"]) for a in simulator.accepted) == 3
 
