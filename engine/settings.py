@@ -336,7 +336,7 @@ def load_settings(
         raise SettingsError(f"{config_path}: configuration file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{config_path}: not valid TOML: {exc}") from None
-    _apply_environment(raw, environ, config_path)
+    origins = _apply_environment(raw, environ, config_path)
 
     sections: dict[str, object] = {}
     for name, value in raw.items():
@@ -344,7 +344,7 @@ def load_settings(
             raise SettingsError(f"{config_path}: unknown section [{name}]")
         if not isinstance(value, dict):
             raise SettingsError(f"{config_path}: [{name}] must be a table")
-        sections[name] = _build_section(name, SECTIONS[name], value, config_path)
+        sections[name] = _build_section(name, SECTIONS[name], value, config_path, origins)
     settings = Settings(**sections, config_path=config_path)  # type: ignore[arg-type]
     url = _resolve_sqlite_path(settings.database.url, settings.base_dir)
     secret = environ.get("RESISTRY_SECRET_KEY", "").strip()
@@ -367,37 +367,49 @@ def _check_secret(secret: str, source: str) -> None:
         )
 
 
-def _apply_environment(raw: dict, environ: Mapping[str, str], config_path: Path) -> None:
+def _apply_environment(
+    raw: dict, environ: Mapping[str, str], config_path: Path
+) -> dict[tuple[str, str], str]:
+    """Apply the environment's overrides to ``raw``; returns the variable behind each key, so
+    an error names the variable, not the file."""
+    origins: dict[tuple[str, str], str] = {}
     for variable, (section, key) in ENV_OVERRIDES.items():
         if environ.get(variable):
             raw.setdefault(section, {})[key] = environ[variable]
+            origins[section, key] = variable
     for variable, value in environ.items():
         if variable.startswith("RESISTRY_") and "__" in variable:
             section, _, key = variable.removeprefix("RESISTRY_").lower().partition("__")
             if section not in SECTIONS:
                 raise SettingsError(f"{variable}: unknown section [{section}] ({config_path})")
             raw.setdefault(section, {})[key] = value
+            origins[section, key] = variable
+    return origins
 
 
-def _build_section(name: str, cls: type, values: dict, config_path: Path) -> object:
+def _build_section(
+    name: str, cls: type, values: dict, config_path: Path, origins: dict[tuple[str, str], str]
+) -> object:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     converted: dict[str, object] = {}
     for key, value in values.items():
+        source = origins.get((name, key), config_path)
         if key not in known:
-            raise SettingsError(f"{config_path}: unknown key {name}.{key}")
+            raise SettingsError(f"{source}: unknown key {name}.{key}")
         try:
             converted[key] = _coerce(value, hints[key])
         except (TypeError, ValueError):
             expected = getattr(hints[key], "__name__", str(hints[key]))
             raise SettingsError(
-                f"{config_path}: {name}.{key} must be {expected}, got {value!r}"
+                f"{source}: {name}.{key} must be {expected}, got {value!r}"
             ) from None
     section = cls(**converted)
     try:
         section.validate()
     except ValueError as exc:
-        raise SettingsError(f"{config_path}: {name}.{exc}") from None
+        key = str(exc).split(" ", 1)[0]  # the messages start with the key they are about
+        raise SettingsError(f"{origins.get((name, key), config_path)}: {name}.{exc}") from None
     return section
 
 

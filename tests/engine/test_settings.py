@@ -64,6 +64,23 @@ def test_wrong_type_names_key(tmp_path: Path) -> None:
         load_settings(path, environ=ENV)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RESISTRY_EXPERIMENTS__BURN_IN", "abc", "experiments.burn_in must be int, got 'abc'"),
+        ("RESISTRY_EXPERIMENTS__BURNIN", "5", "unknown key experiments.burnin"),
+        ("RESISTRY_WEB__TRUSTED_PROXIES", "9", "web.trusted_proxies must be in [0, 5]"),
+    ],
+)
+def test_a_bad_environment_override_names_the_variable_not_the_file(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    path = write_config(tmp_path, "")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path, environ={**ENV, variable: value})
+    assert str(raised.value).startswith(f"{variable}: {message}")
+
+
 def test_bool_is_not_an_int(tmp_path: Path) -> None:
     path = write_config(tmp_path, "[experiments]\nburn_in = true\n")
     with pytest.raises(SettingsError, match=r"experiments\.burn_in"):
