@@ -39,11 +39,35 @@ def _conflict(exc: ConflictError) -> Any:
 
 
 def json_object() -> dict[str, Any]:
-    """The request's JSON object; aborts with 400 if the body is not one."""
+    """The request's JSON object; aborts with 400 if the body is not one, or if any text in it
+    could not be stored (see :func:`unstorable_text`)."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         abort(400, description="send a JSON object with Content-Type: application/json")
+    problem = unstorable_text(data)
+    if problem:
+        abort(400, description=problem)
     return data
+
+
+def unstorable_text(data: Any) -> str | None:
+    """What makes a text in decoded JSON unstorable, or None: a NUL character (PostgreSQL's text
+    cannot hold one) or an unpaired surrogate escape such as ``"\\ud800"`` (not a character at
+    all: it cannot be encoded, so a page showing it would fail)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "the JSON holds a NUL character (\\u0000), which no field allows"
+            if not item.isascii() and any(0xD800 <= ord(ch) <= 0xDFFF for ch in item):
+                return "the JSON holds an unpaired surrogate (\\ud800-\\udfff), not a character"
+    return None
 
 
 def actor() -> str:

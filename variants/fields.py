@@ -91,7 +91,7 @@ def refuse_control_characters(value: str, *, allow_newlines: bool) -> None:
     for ch in value:
         if allow_newlines and ch in "\n\r\t":
             continue
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):  # Cs: a lone surrogate
             raise ValueError(f"must not contain control characters (found U+{ord(ch):04X})")
 
 
@@ -144,7 +144,10 @@ def number(low: float, high: float, *, low_open: bool, high_open: bool) -> Calla
         if not (above and below):
             left, right = "(" if low_open else "[", ")" if high_open else "]"
             raise ValueError(f"must be in {left}{low:g}, {high:g}{right}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float
+            raise ValueError(f"must be in {low:g}–{high:g}") from None
 
     return clean
 
@@ -173,6 +176,8 @@ def labels(max_items: int = 20, max_chars: int = 60) -> Callable:
         labels = [item.strip() for item in value]
         if any(not label or len(label) > max_chars for label in labels):
             raise ValueError(f"each label must have 1-{max_chars} characters")
+        for label in labels:
+            refuse_control_characters(label, allow_newlines=False)
         if len(labels) > max_items:
             raise ValueError(f"at most {max_items} labels")
         if len({label.casefold() for label in labels}) != len(labels):

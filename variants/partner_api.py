@@ -20,6 +20,7 @@ from engine.auth import require_group_token
 from engine.db import get_session
 from engine.models import Experiment, Group
 from variants import assignment
+from variants.api_support import unstorable_text
 from variants.landing_state import runtime_of
 
 bp = Blueprint("partner_api", __name__, url_prefix="/api/v1")
@@ -66,6 +67,9 @@ def convert(group: Group) -> ResponseReturnValue:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         _fail(400, 'the body must be a JSON object: {"experiment": "<key>", "unit": "<id>"}')
+    problem = unstorable_text(body)
+    if problem:
+        _fail(400, problem)
     key = _experiment_key(body.get("experiment"))
     unit = _unit(body.get("unit"))
     snapshot = _partner_experiment(key)

@@ -170,6 +170,16 @@ def test_integer_unit_ids_are_the_same_unit_as_their_string(
         ({"json": {"experiment": "nope", "unit": "1"}}, 404, "no experiment"),
         ({"json": {"experiment": "subj", "unit": "never"}}, 404, "never assigned"),
         ({"json": {"experiment": "landing-1", "unit": "1"}}, 400, "is a landing experiment"),
+        ({"json": {"experiment": "subj", "unit": "u\x00x"}}, 400, "NUL character"),
+        ({"json": {"experiment": "subj\x00", "unit": "1"}}, 400, "NUL character"),
+        (
+            {
+                "data": '{"experiment": "subj", "unit": "\\ud800"}',
+                "content_type": "application/json",
+            },
+            400,
+            "unpaired surrogate",
+        ),
     ],
 )
 def test_bad_convert_requests_are_clear_4xx(
