@@ -93,6 +93,7 @@ def _parse(
                 "(put branching in the data)",
                 node.lineno,
             )
+    _refuse_logic(tree, variant_name)
     used = frozenset(meta.find_undeclared_variables(tree))
     unknown = used - PLACEHOLDERS
     if unknown:
@@ -103,6 +104,32 @@ def _parse(
             _line_of(source, min(unknown)),
         )
     return environment.from_string(tree), used
+
+
+# What ``{{ }}`` may hold: placeholders, text, presentation filters, ``or`` and ``if … else``.
+# Arithmetic, calls and attribute or item access are refused when staff save: they could fail
+# for one recipient in the middle of a mailing (``6 // (groups_count - 1)``) or cost a worker
+# seconds and megabytes (``'a' * 100000000``).
+_EXPRESSIONS = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.Filter,
+    nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Compare, nodes.Operand, nodes.Concat,
+)  # fmt: skip
+FILTERS = frozenset({"upper", "lower", "title", "capitalize", "trim", "default", "d", "string"})
+
+
+def _refuse_logic(tree: nodes.Template, variant_name: str) -> None:
+    for node in tree.find_all(nodes.Node):
+        if isinstance(node, nodes.Filter) and node.name not in FILTERS:
+            allowed = ", ".join(sorted(FILTERS))
+            problem = f"the filter |{node.name} is not allowed; allowed: {allowed}"
+            raise TemplateError(variant_name, problem, node.lineno)
+        if not isinstance(node, _EXPRESSIONS):
+            raise TemplateError(
+                variant_name,
+                "{{ }} may hold a placeholder, text, filters, `or` and `if … else`, not"
+                f" arithmetic, calls or attribute access (found {type(node).__name__})",
+                node.lineno,
+            )
 
 
 def _line_of(source: str, name: str) -> int | None:
@@ -131,7 +158,7 @@ class CompiledBody:
         """
         try:
             return self._template.render(context)
-        except jinja2.TemplateError as exc:
+        except Exception as exc:  # e.g. a value a filter cannot take: this variant's problem
             raise TemplateError(self.variant_name, f"rendering failed: {exc}") from None
 
 
@@ -224,7 +251,7 @@ def _try_render(template: jinja2.Template, variant_name: str) -> None:
     """Fill with sample values once, so unsafe attribute access or bad filters fail at save time."""
     try:
         template.render(SAMPLE_CONTEXT)
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # whatever a template raises is the template's problem
         raise TemplateError(variant_name, f"cannot be filled: {exc}") from None
 
 
@@ -244,5 +271,5 @@ def render_text(template: str, context: Mapping[str, object], variant_name: str)
     compiled = _text_template(template, variant_name)
     try:
         return compiled.render(context)
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # e.g. a value a filter cannot take: this variant's problem
         raise TemplateError(variant_name, f"rendering failed: {exc}") from None

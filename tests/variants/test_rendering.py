@@ -72,7 +72,12 @@ def test_filling_is_microseconds_after_one_compilation() -> None:
         (wrap("<mj-text>{{ nope }}</mj-text>"), "unknown placeholder(s) nope"),
         (wrap("<mj-text>{% if first_name %}x{% endif %}</mj-text>"), "statements"),
         (wrap("<mj-text>{{ first_name </mj-text>"), "template syntax"),
-        (wrap("<mj-text>{{ first_name.__class__ }}</mj-text>"), "cannot be filled"),
+        (wrap("<mj-text>{{ first_name.__class__ }}</mj-text>"), "(found Getattr)"),
+        # Arithmetic could fail for one recipient mid-mailing, or cost a worker seconds.
+        (wrap("<mj-text>{{ 6 // (groups_count - 1) }}</mj-text>"), "(found FloorDiv)"),
+        (wrap("<mj-text>{{ 'a' * 100000000 }}</mj-text>"), "(found Mul)"),
+        (wrap("<mj-text>{{ first_name|center(100000000) }}</mj-text>"), "|center is not allowed"),
+        (wrap("<mj-text>{{ first_name|nope }}</mj-text>"), "|nope is not allowed"),
     ],
 )
 def test_bad_bodies_raise_one_template_error_naming_the_variant(source: str, problem: str) -> None:
@@ -124,3 +129,12 @@ def test_render_text_refuses_unknown_or_unsafe_templates(template: str) -> None:
 def test_render_text_missing_value() -> None:
     with pytest.raises(TemplateError, match="first_name"):
         render_text("Hi {{ first_name }}", {}, "s")
+
+
+def test_presentation_filters_or_and_if_else_still_fill() -> None:
+    template = (
+        "{{ first_name|title or 'Friend' }}, {{ friends_count|string }}"
+        " {{ 'friend' if friends_count == 1 else 'friends' }}"
+    )
+    context = {**SAMPLE_CONTEXT, "first_name": "", "friends_count": 1}
+    assert render_text(template, context, "ok") == "Friend, 1 friend"
