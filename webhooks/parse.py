@@ -245,7 +245,8 @@ def _parse_fields(
         occurred_at = parse_timestamp(timestamp)
 
     email = fields.email
-    if isinstance(email, str) and len(email) <= MAX_EMAIL and (email := email.strip().lower()):
+    # Measured after lower-casing, which can lengthen it ("İ" is two characters in lower case).
+    if isinstance(email, str) and (email := email.strip().lower()) and len(email) <= MAX_EMAIL:
         pass
     elif event_type in EMAIL_TYPES:
         raise _Invalid("missing or invalid 'email'")
@@ -326,7 +327,11 @@ def parse_timestamp(value: Any) -> datetime:
             value = float(value.strip())
         except ValueError:
             raise _Invalid(f"'timestamp' {value[:40]!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid("'timestamp' must be a number of seconds or milliseconds")
+    if isinstance(value, int) and value.bit_length() > 63:  # too large even to be a float
+        raise _Invalid(f"'timestamp' {str(value)[:40]}… is out of range")
+    if not math.isfinite(value):
         raise _Invalid("'timestamp' must be a number of seconds or milliseconds")
     seconds = value / 1000 if value >= MILLISECONDS_FROM else value
     if not 0 < seconds < LATEST_SECONDS:

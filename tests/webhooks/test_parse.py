@@ -112,6 +112,8 @@ _BAD_ELEMENTS = [
     ({"event": "open", "timestamp": SECONDS}, "'email'"),
     (base("open", email=42), "'email'"),
     (base("open", email="x" * 400), "'email'"),
+    (base("bounce", email="İ" * 300 + "@example.org"), "'email'"),  # 612 characters lower-cased
+    (base("open", timestamp=10**400), "out of range"),
     (base("open", sg_event_id=12345), "'sg_event_id'"),
     (base("open", sg_event_id="x" * 101), "'sg_event_id'"),
     (base("open", sg_message_id=["a"]), "'sg_message_id'"),
