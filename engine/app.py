@@ -88,11 +88,11 @@ def wants_json() -> bool:
 
 
 class RowId(IntegerConverter):
-    """``<int:…>`` bounded to the database's 64-bit ids: a longer number is a 404, not an
-    integer the driver cannot bind."""
+    """``<int:…>`` bounded to the ids' INTEGER columns (PostgreSQL's int4): a larger number is
+    a 404, not a value the database refuses."""
 
     def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", 2**63 - 1)
+        kwargs.setdefault("max", 2**31 - 1)
         super().__init__(url_map, *args, **kwargs)
 
 

@@ -152,14 +152,19 @@ def number(low: float, high: float, *, low_open: bool, high_open: bool) -> Calla
     return clean
 
 
-def count(low: int) -> Callable:
-    """A whole number ≥ ``low``."""
+MAX_INTEGER = 2**31 - 1  # the database's INTEGER columns (PostgreSQL's int4)
+
+
+def count(low: int, high: int = MAX_INTEGER) -> Callable:
+    """A whole number from ``low`` to ``high``."""
 
     def clean(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError("must be a whole number")
         if value < low:
             raise ValueError(f"must be ≥ {low}")
+        if value > high:
+            raise ValueError(f"must be ≤ {high}")
         return value
 
     return clean

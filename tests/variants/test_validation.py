@@ -174,6 +174,18 @@ def test_experiment_field_errors() -> None:
     assert set(errors) == {"kind", "metric", "floor", "burn_in", "prior_alpha", "p_best_threshold"}
 
 
+def test_counts_and_numbers_beyond_what_the_database_holds_are_field_errors() -> None:
+    errors = errors_of(
+        clean_experiment,
+        {"key": "e", "name": "E", "kind": "subject", "metric": "click", "max_trials_per_arm": 2**31,
+         "burn_in": 10**400, "prior_alpha": 10**400},
+        ExperimentSettings(),
+    )  # fmt: skip
+    assert errors["max_trials_per_arm"] == "must be ≤ 2147483647"
+    assert errors["burn_in"] == "must be ≤ 2147483647"
+    assert set(errors) == {"max_trials_per_arm", "burn_in", "prior_alpha"}
+
+
 def test_variant_requires_key_name_content() -> None:
     errors = errors_of(clean_variant, "subject", {})
     assert set(errors) == {"key", "name", "content"}
