@@ -103,6 +103,12 @@ def test_analyst_session_login_reads_pages_and_json(app: Flask, session: so.Sess
     assert client.get("/api/v1/reports/funnel").status_code == 200
     # The API takes no cookie authority for unsafe methods, and reports are read-only anyway.
     assert client.post("/api/v1/reports/funnel").status_code in (401, 405)
+    # Every report page offers a way out: the log-out form, with its CSRF token.
+    page = client.get("/reports/funnel").get_data(as_text=True)
+    logout = re.search(r'action="/admin/logout">\s*<input [^>]*value="([^"]+)"', page)
+    assert logout is not None and f"Log out {analyst.username}" in page
+    client.post("/admin/logout", data={"csrf_token": logout.group(1)})
+    assert client.get("/reports/funnel").status_code == 302  # to the login page
 
 
 @pytest.fixture
