@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -151,10 +152,15 @@ class UserError(ValueError):
 def create_user(
     session: so.Session, username: str, password: str, role: str, group_slug: str | None = None
 ) -> User:
-    """Create a staff user; raises :class:`UserError` for a bad role, group or duplicate name."""
+    """Create a staff user; raises :class:`UserError` for a bad name, role, group or duplicate."""
     username = username.strip()
     if not username:
         raise UserError("username must not be empty")
+    if len(username) > 120:  # users.username is VARCHAR(120)
+        raise UserError("username must be at most 120 characters")
+    # Category C: control, format, surrogate, private-use and unassigned characters.
+    if any(unicodedata.category(char).startswith("C") for char in username):
+        raise UserError("username must not contain control characters")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < 10:

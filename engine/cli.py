@@ -68,9 +68,14 @@ def db() -> None:
 @pass_runtime
 def db_upgrade(runtime: Runtime, revision: str) -> None:
     """Apply migrations up to REVISION (run once before starting web workers)."""
+    from alembic.util import CommandError
+
     from engine import migrate
 
-    migrate.upgrade(runtime.engine, revision)
+    try:
+        migrate.upgrade(runtime.engine, revision)
+    except CommandError as exc:  # e.g. an unknown revision: the message says which
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at {migrate.current_revision(runtime.engine)}")
 
 
@@ -86,7 +91,8 @@ def db_current(runtime: Runtime) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
+# Zero workers would leave gunicorn listening on nothing, forever.
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
 @pass_runtime
 def serve(runtime: Runtime, host: str, port: int, workers: int) -> None:
     """Serve the web app with gunicorn."""

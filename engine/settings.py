@@ -50,6 +50,21 @@ class DatabaseSettings:
         _check(self.busy_timeout_ms >= 0, "busy_timeout_ms must be ≥ 0")
         _check(self.pool_size >= 1, "pool_size must be ≥ 1")
         _check(0 <= self.wal_checkpoint_seconds <= 60, "wal_checkpoint_seconds must be in [0, 60]")
+        # Checked here, else a bad URL is a traceback from the first command that connects.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            url = make_url(self.url)
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            # Not echoed: the URL may hold a password.
+            raise ValueError(
+                "url is not a database URL like postgresql+psycopg://user@host/db or sqlite:///path"
+            ) from None
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(f"url names an unknown database driver {url.drivername!r}") from None
 
 
 @dataclass(frozen=True)

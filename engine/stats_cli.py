@@ -20,6 +20,10 @@ import click
 from engine import stats
 from engine.policy import ArmCounts, PolicyConfig, decide
 
+# Past 2**53 a float no longer holds every whole count and the statistics lose all precision
+# (NaN from about 1e17), so a posterior's alpha + beta must stay at or below it.
+MAX_POSTERIOR_TOTAL = 2.0**53
+
 
 class InputError(ValueError):
     """The input is not what ``resistry stats`` reads; the message says what is wrong."""
@@ -28,7 +32,10 @@ class InputError(ValueError):
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{what} must be a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer beyond the float range
+        raise InputError(f"{what} is too large") from None
 
 
 def _parse(text: str) -> tuple[list[ArmCounts], tuple[float, float], int]:
@@ -59,15 +66,18 @@ def _parse(text: str) -> tuple[list[ArmCounts], tuple[float, float], int]:
     prior = payload.get("prior", [1, 1])
     if not isinstance(prior, list) or len(prior) != 2:
         raise InputError('"prior" must be a list [alpha, beta]')
+    alpha, beta = _number(prior[0], "prior alpha"), _number(prior[1], "prior beta")
+    # Any NaN compares false here and is left for stats.posterior to name.
+    if alpha + beta > MAX_POSTERIOR_TOTAL:
+        raise InputError(f'"prior" alpha + beta must be at most 2**53, got {alpha:g} + {beta:g}')
+    for arm in arms:
+        if arm.trials + alpha + beta > MAX_POSTERIOR_TOTAL:
+            raise InputError(f"arm {arm.name!r}: trials + prior must be at most 2**53")
     names = [arm.name for arm in arms]
     control = payload.get("control", names[0])
     if control not in names:
         raise InputError(f"control {control!r} is not one of the arms {names}")
-    return (
-        arms,
-        (_number(prior[0], "prior alpha"), _number(prior[1], "prior beta")),
-        names.index(control),
-    )
+    return arms, (alpha, beta), names.index(control)
 
 
 def summarize(arms: list[ArmCounts], prior: tuple[float, float], control: int) -> dict[str, Any]:

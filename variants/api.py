@@ -22,7 +22,7 @@ from engine.models import EXPERIMENT_STATUSES
 from variants import api_groups, decisions, experiments
 from variants.api_support import actor, json_object, reason_of, register_error_handlers
 from variants.serialize import experiment_json, variant_json
-from variants.validation import ValidationError
+from variants.validation import DECLARABLE_STATUSES, ValidationError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -71,6 +71,9 @@ def create_experiment() -> Any:
     status = data.pop("status", "draft")
     if not isinstance(variants_data, list):
         raise ValidationError({"variants": "must be a list of variants"})
+    # Checked before set_status, which only knows transitions (and would hash a list).
+    if not isinstance(status, str) or status not in DECLARABLE_STATUSES:
+        raise ValidationError({"status": f"must be one of {', '.join(DECLARABLE_STATUSES)}"})
     session = get_session()
     settings = current_app.extensions["resistry.settings"]
     experiment = experiments.create_experiment(session, data, settings.experiments)

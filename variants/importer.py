@@ -65,7 +65,8 @@ def load_campaign_file(path: Path | str) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        campaign = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: editors on Windows may start the file with a BOM, which TOML refuses.
+        campaign = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise CampaignFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -85,6 +86,8 @@ def load_campaign_file(path: Path | str) -> dict[str, Any]:
                     )
                 except OSError as exc:
                     problems.append(f"{where}: mjml_file: cannot read: {exc.strerror or exc}")
+                except UnicodeDecodeError as exc:
+                    problems.append(f"{where}: mjml_file: not UTF-8 text (byte {exc.start})")
     _tables(campaign, "groups", problems)
     if problems:
         raise CampaignFileError(problems)

@@ -29,7 +29,8 @@ from engine.reports import rollup_visits
 from engine.reports.rollups import RollupChanges
 from variants.attribution import credit_conversion
 
-ZIP_PATTERN = re.compile(r"^(\d{5})(?:-?(\d{4}))?$")
+# [0-9], not \d: \d also matches full-width and Arabic-Indic digits, which are no US ZIP.
+ZIP_PATTERN = re.compile(r"^([0-9]{5})(?:-?([0-9]{4}))?$")
 MAX_EMAIL_LENGTH = 320
 
 

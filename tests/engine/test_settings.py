@@ -81,6 +81,22 @@ def test_a_bad_environment_override_names_the_variable_not_the_file(
     assert str(raised.value).startswith(f"{variable}: {message}")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("notaurl", "database.url is not a database URL"),
+        ("postgresql://ada:hunter2@db:notaport/x", "database.url is not a database URL"),
+        ("foo://x", "database.url names an unknown database driver 'foo'"),
+    ],
+)
+def test_a_bad_database_url_stops_start_up(tmp_path: Path, url: str, message: str) -> None:
+    path = write_config(tmp_path, "")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path, environ={**ENV, "RESISTRY_DATABASE_URL": url})
+    assert str(raised.value).startswith(f"RESISTRY_DATABASE_URL: {message}")
+    assert "hunter2" not in str(raised.value)
+
+
 def test_bool_is_not_an_int(tmp_path: Path) -> None:
     path = write_config(tmp_path, "[experiments]\nburn_in = true\n")
     with pytest.raises(SettingsError, match=r"experiments\.burn_in"):

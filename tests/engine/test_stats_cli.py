@@ -73,6 +73,14 @@ def test_control_defaults_to_the_first_arm_and_prior_to_uniform() -> None:
         ('{"arms": [{"name": "A", "trials": NaN, "successes": 0}]}', "NaN"),
         ('{"arms": [{"name": "A", "trials": 1, "successes": 0}], "prior": [0, 1]}', "prior_alpha"),
         ('{"arms": [{"name": "A", "trials": 1, "successes": 0}], "control": "Z"}', "control"),
+        # Finite values whose statistics overflow to NaN: refused up front, not a traceback.
+        (
+            '{"arms": [{"name": "A", "trials": 1, "successes": 0}], "prior": [1e308, 1e308]}',
+            "2**53",
+        ),
+        ('{"arms": [{"name": "A", "trials": 1, "successes": 0}], "prior": [1e17, 1e17]}', "2**53"),
+        ('{"arms": [{"name": "A", "trials": 1e18, "successes": 0}]}', "trials + prior"),
+        ('{"arms": [{"name": "A", "trials": 1%s, "successes": 0}]}' % ("0" * 400), "too large"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(payload: str, message: str) -> None:

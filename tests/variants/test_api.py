@@ -18,6 +18,7 @@ from tests.variants.staff_support import (
     make_group,
     make_user,
 )
+from variants.fields import labels, number
 
 
 @pytest.fixture
@@ -70,6 +71,19 @@ def test_invalid_variant_in_create_is_422_and_creates_nothing(
     body = response.get_json()
     assert body["error"] == "Unprocessable Entity"
     assert "control characters" in body["fields"]["variants[0].content.subject"]
+    assert session.scalar(sa.select(Experiment).where(Experiment.key == "subjects")) is None
+
+
+@pytest.mark.parametrize("status", [["running"], "bogus", "promoted", None])
+def test_create_with_an_undeclarable_status_is_422(
+    client: FlaskClient, session: so.Session, admin_token: str, status: object
+) -> None:
+    payload = {"key": "subjects", "name": "S", "kind": "subject", "metric": "click"}
+    response = client.post(
+        "/api/v1/experiments", json={**payload, "status": status}, headers=bearer(admin_token)
+    )
+    assert response.status_code == 422, response.get_json()
+    assert "must be one of draft, running" in response.get_json()["fields"]["status"]
     assert session.scalar(sa.select(Experiment).where(Experiment.key == "subjects")) is None
 
 
@@ -217,6 +231,28 @@ def test_users_tokens_and_deactivation(
     assert session.scalar(sa.select(User.active).where(User.username == "mia")) is False
 
 
+@pytest.mark.parametrize(
+    ("username", "message"),
+    [
+        ("u5" * 100, "at most 120 characters"),
+        ("mia\x1b[31m", "control characters"),
+        ("mi\u200ba", "control characters"),  # zero-width space: category Cf
+        ("mia\nbcc", "control characters"),
+    ],
+)
+def test_bad_usernames_are_422(
+    client: FlaskClient, session: so.Session, admin_token: str, username: str, message: str
+) -> None:
+    response = client.post(
+        "/api/v1/users",
+        json={"username": username, "password": "long enough pw", "role": "analyst"},
+        headers=bearer(admin_token),
+    )
+    assert response.status_code == 422, response.get_json()
+    assert message in response.get_json()["fields"]["user"]
+    assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+
+
 def test_openapi_documents_every_api_route(app: Flask, client: FlaskClient) -> None:
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
@@ -253,3 +289,30 @@ def test_variant_json_hides_nothing_an_analyst_needs(
     body = client.get("/api/v1/experiments/exp", headers=bearer(token)).get_json()
     assert body["variants"][0]["trials"] == 10 and body["variants"][0]["successes"] == 2
     assert session.scalar(sa.select(sa.func.count()).select_from(Variant)) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"slug": "bad-group", "name": "Bad", "roles": ["\\ud800"]}', "unpaired surrogate"),
+        ('{"slug": "bad-group", "name": "Bad", "roles": ["a\\u0000"]}', "NUL character"),
+        ('{"slug": "bad-group", "name": "B", "website": "http://a\\u0000b.org/"}', "NUL character"),
+        ('{"slug": "bad-group", "name": "Bad", "\\u0000": 1}', "NUL character"),
+    ],
+)
+def test_text_no_page_could_show_or_database_store_is_refused_and_the_site_stays_up(
+    client: FlaskClient, session: so.Session, admin_token: str, body: str, message: str
+) -> None:
+    response = client.post(
+        "/api/v1/groups", data=body, content_type="application/json", headers=bearer(admin_token)
+    )
+    assert response.status_code == 400 and message in response.get_json()["message"]
+    assert session.scalar(sa.select(Group).where(Group.slug == "bad-group")) is None
+    assert client.get("/").status_code == 200
+
+
+def test_a_label_made_of_a_lone_surrogate_is_a_field_error() -> None:
+    with pytest.raises(ValueError, match="control characters"):
+        labels()(["ok", "\ud800"])
+    with pytest.raises(ValueError, match="must be in"):
+        number(0, 1e9, low_open=True, high_open=False)(10**400)

@@ -233,6 +233,27 @@ def test_load_campaign_file_reads_mjml_files(tmp_path: Path) -> None:
     assert campaign["experiments"][0]["variants"][0]["mjml"] == MJML
 
 
+def test_load_campaign_file_accepts_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text('[[groups]]\nslug = "flippable"\nname = "Flippable"\n', encoding="utf-8-sig")
+    assert load_campaign_file(path)["groups"] == [{"slug": "flippable", "name": "Flippable"}]
+
+
+def test_an_mjml_file_that_is_not_utf8_is_a_campaign_file_problem(tmp_path: Path) -> None:
+    (tmp_path / "body.mjml").write_bytes(b"<mjml>\xff\xfe</mjml>")
+    path = tmp_path / "campaign.toml"
+    path.write_text(
+        '[[experiments]]\nkey="b"\n[[experiments.variants]]\nkey="s"\nmjml_file="body.mjml"'
+    )
+    with pytest.raises(CampaignFileError, match=r"variants\[0\]: mjml_file: not UTF-8 text"):
+        load_campaign_file(path)
+    result = CliRunner().invoke(
+        main, ["import", str(path)], obj=Runtime(make_settings("sqlite://"))
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "nothing imported" in result.output and "not UTF-8" in result.output
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

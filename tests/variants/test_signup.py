@@ -41,7 +41,13 @@ def test_zip_and_zip_plus_four_are_accepted(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "1000", "100011", "1000a", "10001-12", "10001--1234", "SW1A 1AA"]
+    "raw",
+    [
+        *["", "1000", "100011", "1000a", "10001-12", "10001--1234", "SW1A 1AA"],
+        "\uff11\uff10\uff10\uff10\uff11",  # full-width digits
+        "\u0661\u0660\u0660\u0660\u0661",  # Arabic-Indic digits
+        "10001-\u0661\u0662\u0663\u0664",
+    ],
 )
 def test_bad_zip_is_refused(raw: str) -> None:
     with pytest.raises(ValueError, match="US ZIP"):
