@@ -117,7 +117,7 @@ def require_roles(*roles: str) -> Callable[[F], F]:
             user = calling_user()
             if user is None:
                 if request.path.startswith("/api/"):
-                    abort(401, description="authentication required: send a bearer token")
+                    abort(401, description=_unauthenticated_message())
                 return redirect(url_for(login_manager.login_view, next=request.full_path))
             if user.role not in roles:
                 abort(403, description=f"role {user.role!r} may not do this")
@@ -127,6 +127,18 @@ def require_roles(*roles: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _unauthenticated_message() -> str:
+    if bearer_token() is None:
+        return "authentication required: send a bearer token"
+    if calling_group() is not None:  # the group's token serves /assign and /convert only
+        return (
+            "this is a partner group's token, for /api/v1/assign and /api/v1/convert; this"
+            " route takes a staff user's token (for contacts: a group manager's, issued under"
+            " Admin → Users)"
+        )
+    return "the bearer token is not valid (or its user is inactive)"
 
 
 def require_group_token(view: F) -> F:

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 
 from engine.models import Contact, Group, Signup, User
 from tests.variants.staff_support import bearer, login, make_group, make_user
-from variants import contacts_export
+from variants import contacts_export, groups
 from variants.contacts_export import CursorError, contacts_page, decode_cursor, encode_cursor
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -110,6 +110,19 @@ def test_who_may_pull() -> None:
 
 
 # --- over HTTP ---------------------------------------------------------------------------------
+
+
+def test_a_partner_token_on_the_contacts_route_says_which_token_it_needs(
+    client: FlaskClient, session: so.Session, two_groups: tuple[Group, Group]
+) -> None:
+    group_token = groups.issue_group_token(session, two_groups[0])
+    session.commit()
+    url = "/api/v1/groups/group-a/contacts"
+    wrong_kind = client.get(url, headers=bearer(group_token))
+    assert wrong_kind.status_code == 401
+    assert "a group manager's, issued under Admin → Users" in wrong_kind.get_json()["message"]
+    unknown = client.get(url, headers=bearer("not-a-token"))
+    assert unknown.get_json()["message"].startswith("the bearer token is not valid")
 
 
 def test_api_pull_with_cursor(
