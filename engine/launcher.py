@@ -1,10 +1,11 @@
-"""``resistry up``: the whole loop on one machine — web app, scheduler and SendGrid simulator.
+"""``resistry up``: the whole loop on one machine — web app, webhook applier, scheduler and
+SendGrid simulator.
 
 Each part is its own process (the scheduler must be exactly one process; see DESIGN.md). Ctrl-C
-or SIGTERM stops all three, each with the signal it shuts down cleanly on (gunicorn and the
-simulator SIGTERM, so in-flight requests finish; the scheduler SIGINT, so a running mailing
-finishes), and SIGKILL after a grace period. If one part dies, the others are stopped too and the
-exit code says so.
+or SIGTERM stops them all, each with the signal it shuts down cleanly on (gunicorn and the
+simulator SIGTERM, so in-flight requests finish; the applier SIGTERM, which rolls back the body
+in hand; the scheduler SIGINT, so a running mailing finishes), and SIGKILL after a grace period.
+If one part dies, the others are stopped too and the exit code says so.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Part:
 
 
 def parts_for(host: str, port: int) -> list[Part]:
-    """The simulator (posting events to this web app), the web app and the scheduler."""
+    """The simulator (posting events to this web app), the web app, the webhook applier and
+    the scheduler."""
     resistry = [sys.executable, "-m", "engine.cli"]
     # The simulator must post to the app started here, whatever port it was given; a wildcard
     # bind address is reached on loopback.
@@ -45,6 +47,9 @@ def parts_for(host: str, port: int) -> list[Part]:
     return [
         Part("simulator", [*resistry, "simulator", "--webhook-url", webhook_url]),
         Part("web", [*resistry, "serve", "--host", host, "--port", str(port)]),
+        # Applies the webhook bodies the web app stores; on SIGTERM it rolls back the body in
+        # hand, which stays pending.
+        Part("applier", [*resistry, "events", "apply", "--follow"]),
         # SIGTERM would kill the scheduler on the spot, possibly in the middle of a mailing;
         # on SIGINT it stops scheduling and lets a running job finish.
         Part("scheduler", [*resistry, "scheduler"], stop_signal=signal.SIGINT),

@@ -209,6 +209,7 @@ class WebhookSettings:
     scanner_seconds_after_delivery: int = 10
     scanner_burst_links: int = 3
     scanner_burst_seconds: int = 5
+    apply_poll_seconds: float = 0.05
 
     def validate(self) -> None:
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be ≥ 1024")
@@ -217,6 +218,7 @@ class WebhookSettings:
         )
         _check(self.scanner_burst_links >= 2, "scanner_burst_links must be ≥ 2")
         _check(self.scanner_burst_seconds >= 0, "scanner_burst_seconds must be ≥ 0")
+        _check(0.001 <= self.apply_poll_seconds <= 60, "apply_poll_seconds must be in [0.001, 60]")
 
 
 @dataclass(frozen=True)

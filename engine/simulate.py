@@ -97,6 +97,11 @@ class _Run:
         self.clock = campaign.clock
         self.start = campaign.start
 
+    def deliver_due(self) -> None:
+        """The events due by now reach the app's webhook, and the applier applies them."""
+        self.simulator.deliver_due()
+        self.campaign.apply_webhooks()
+
     def play(self, on_day: Callable[[int], None] | None) -> SimulationResult:
         rng = np.random.default_rng(self.options.seed)  # the mailings' Thompson draws
         scheduled = set(mailing_days(self.options.days, self.options.mailings_per_week))
@@ -110,10 +115,10 @@ class _Run:
                     problem = self.mail(rng)
                     if problem:
                         skipped.append(f"day {day + 1}: mailing not sent: {problem}")
-                self.simulator.deliver_due()
+                self.deliver_due()
             # The day's last second: its decisions and shares belong to this day.
             self.clock.now = day_start + timedelta(days=1, seconds=-1)
-            self.simulator.deliver_due()
+            self.deliver_due()
             with self.sessions.begin() as session:
                 run_decisions(session, self.settings, now=self.clock.now)
                 shares.append(DayShares(day + 1, self.weights(session)))
@@ -122,6 +127,7 @@ class _Run:
         # Events still in flight at the end arrive, so observed counts are final (no more
         # decisions are taken on them).
         self.simulator.flush()
+        self.campaign.apply_webhooks()
         with self.sessions() as session:
             return summarize(
                 session,

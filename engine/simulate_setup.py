@@ -4,8 +4,8 @@
 a migrated SQLite database there (never the configured one), the demo campaign and people, the app
 served by werkzeug on ``127.0.0.1:0`` trusting a key pair made there, and the SendGrid simulator
 posting to the app's ``/webhooks/sendgrid`` only when told to (``deliver_due``), dating events by a
-:class:`SimulatedClock`. ``variants`` is loaded by name at run time (engine never imports it at
-module level).
+:class:`SimulatedClock`; what the app stored is applied when told to (``apply_webhooks``).
+``variants`` and ``webhooks`` are loaded at run time (engine never imports them at module level).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import math
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -66,6 +66,7 @@ class Campaign:
     clock: SimulatedClock
     start: datetime
     experiments: dict[str, int]  # mail kind → id of the experiment the mailings use
+    apply_webhooks: Callable[[], object]  # what `resistry events apply` does, once
 
 
 @contextlib.contextmanager
@@ -132,7 +133,24 @@ def open_campaign(
             clock=clock,
             start=start,
             experiments=_load_demo(sessions, settings, start, recruiters),
+            apply_webhooks=_webhook_applier(settings, sessions),
         )
+
+
+def _webhook_applier(
+    settings: Settings, sessions: so.sessionmaker[so.Session]
+) -> Callable[[], object]:
+    """Apply the webhook bodies the app stored (the applier process's work, on demand)."""
+    from webhooks.inbox import drain
+    from webhooks.turn import WriterTurn
+
+    turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
+
+    def apply() -> object:
+        with sessions() as session:
+            return drain(session, settings.webhooks, turn)
+
+    return apply
 
 
 def _load_demo(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,19 +15,23 @@ import sqlalchemy.orm as so
 
 from engine.runtime import Runtime, pass_runtime
 from engine.suppressions import active_suppressions
+from webhooks.inbox import DrainResult, drain
+from webhooks.inbox import retry_set_aside as retry_set_aside_bodies
 from webhooks.report import event_stats
+from webhooks.turn import WriterTurn
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def _read(runtime: Runtime, query: Callable[[so.Session], T]) -> T:
+def _in_session(runtime: Runtime, work: Callable[[so.Session], T]) -> T:
     try:
         with runtime.sessions() as session:
-            return query(session)
+            return work(session)
     except sa.exc.SQLAlchemyError as exc:
         raise click.ClickException(
-            f"cannot read the database ({exc.__class__.__name__}); is it migrated?"
-            " Run `resistry db upgrade`."
+            f"database error ({exc.__class__.__name__}); is it migrated? Run `resistry db upgrade`."
         ) from None
 
 
@@ -38,7 +45,7 @@ def events() -> None:
 @pass_runtime
 def events_stats(runtime: Runtime, as_json: bool) -> None:
     """Received, unique, duplicate and quarantined events; counts by type and label."""
-    stats = _read(runtime, event_stats)
+    stats = _in_session(runtime, event_stats)
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -49,9 +56,75 @@ def events_stats(runtime: Runtime, as_json: bool) -> None:
     rows += [(f"opens: {k}", v) for k, v in stats["opens"].items()]
     rows += [(f"clicks: {k}", v) for k, v in stats["clicks"].items()]
     rows += [(f"type: {k}", v) for k, v in stats["by_type"].items()]
+    inbox = stats["inbox"]
+    rows += [
+        ("inbox: pending bodies", inbox["pending"]),
+        ("inbox: pending events", inbox["pending_events"]),
+        ("inbox: set aside", len(inbox["set_aside"])),
+    ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value:>10,}")
+    if inbox["oldest_pending_at"]:
+        click.echo(f"oldest pending body received at {inbox['oldest_pending_at']}")
+    for body in inbox["set_aside"]:
+        click.echo(f"set aside: body {body['id']}: {body['failure']}")
+    if inbox["set_aside"]:
+        click.echo("once the cause is fixed: resistry events apply --retry-set-aside")
+
+
+@events.command("apply")
+@click.option("--follow", is_flag=True, help="Keep applying bodies as they arrive (Ctrl-C stops).")
+@click.option(
+    "--retry-set-aside", is_flag=True, help="First make the set-aside bodies pending again."
+)
+@pass_runtime
+def events_apply(runtime: Runtime, follow: bool, retry_set_aside: bool) -> None:
+    """Apply the webhook bodies waiting in the inbox: once, or as the applier process."""
+    from engine.logs import configure_logging
+
+    settings = runtime.settings
+    turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
+    if retry_set_aside:
+        retried = _in_session(runtime, _retry_set_aside)
+        click.echo(f"{retried} set-aside bodies are pending again")
+    if not follow:
+        click.echo(_summary(_in_session(runtime, lambda s: drain(s, settings.webhooks, turn))))
+        return
+    configure_logging(settings.web.log_format)
+    # SIGTERM stops like Ctrl-C: the body being applied is rolled back and stays pending.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    click.echo("applying webhook bodies as they arrive (Ctrl-C stops)")
+    try:
+        while True:
+            try:
+                with runtime.sessions() as session:
+                    result = drain(session, settings.webhooks, turn)
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("webhook bodies not applied, database error: %s", exc.__class__.__name__)
+                result = DrainResult()
+            if result.applied or result.set_aside:
+                log.info("%s", _summary(result))
+            else:
+                time.sleep(settings.webhooks.apply_poll_seconds)
+    except KeyboardInterrupt:
+        click.echo("applier stopped")
+
+
+def _retry_set_aside(session: so.Session) -> int:
+    count = retry_set_aside_bodies(session)
+    session.commit()
+    return count
+
+
+def _summary(result: DrainResult) -> str:
+    text = (
+        f"applied {result.applied} webhook bodies: {result.received} events,"
+        f" {result.stored} new, {result.duplicates} duplicates, {result.quarantined} quarantined"
+    )
+    if result.set_aside:
+        text += f"; {result.set_aside} set aside (see `resistry events stats`)"
+    return text
 
 
 @click.group()
@@ -73,7 +146,7 @@ def suppressions_list(runtime: Runtime, as_json: bool, include_lifted: bool) -> 
             "at": s.event_at.isoformat(),
             "active": s.active,
         }
-        for s in _read(runtime, lambda session: active_suppressions(session, include_lifted))
+        for s in _in_session(runtime, lambda session: active_suppressions(session, include_lifted))
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))

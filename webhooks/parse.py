@@ -175,6 +175,19 @@ def parse_elements(body: bytes) -> list[ParsedEvent | Rejected]:
         return [parse_event(element) for element in parse_body(body)]
 
 
+def count_elements(body: bytes) -> int:
+    """How many elements a body holds, checking only that it is a JSON array of valid UTF-8
+    (what the endpoint must refuse; the applier judges each element later).
+
+    Raises :class:`BodyError` when the body is not a JSON array."""
+    try:
+        elements = _RAW_ELEMENTS.decode(body)
+        body.decode("utf-8")  # msgspec skips what it does not read without checking its UTF-8
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return len(parse_body(body))  # the general path decides, as when parsing
+    return len(elements)
+
+
 def _parse_fast(body: bytes) -> list[ParsedEvent | Rejected]:
     try:
         raws = _RAW_ELEMENTS.decode(body)

@@ -1,6 +1,6 @@
 """What the webhook has received, for staff: totals, duplicates, quarantine, types and labels.
 
-Every figure is counted from stored rows (events, quarantined events, batch records).
+Every figure is counted from stored rows (events, quarantined events, batch records, the inbox).
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from engine.models import Event, QuarantinedEvent, WebhookBatch
+from webhooks.inbox import inbox_stats
 
 
 def event_stats(session: so.Session) -> dict[str, Any]:
     """Counts of everything received: ``received`` elements, ``unique`` stored events,
     ``duplicates``, ``quarantined``, ``by_type`` (bounces split as ``bounce:bounce`` and
     ``bounce:blocked``), human vs machine ``opens``, human vs suspected-scanner ``clicks``, and
-    ``unattributed`` events (matching no send)."""
+    ``unattributed`` events (matching no send), and the ``inbox``: bodies received but not yet
+    applied (see :func:`webhooks.inbox.inbox_stats`)."""
     received, duplicates = session.execute(
         sa.select(
             sa.func.coalesce(sa.func.sum(WebhookBatch.received), 0),
@@ -49,6 +51,7 @@ def event_stats(session: so.Session) -> dict[str, Any]:
             sa.select(sa.func.count()).select_from(Event).where(Event.send_id.is_(None))
         )
         or 0,
+        "inbox": inbox_stats(session),
     }
 
 

@@ -2,7 +2,7 @@
 
 from engine.models.audience import ROLES, Contact, Group, Recruiter, Signup, User, Visit
 from engine.models.base import Base, utcnow
-from engine.models.events import Alert, Event, QuarantinedEvent, WebhookBatch
+from engine.models.events import Alert, Event, InboxBatch, QuarantinedEvent, WebhookBatch
 from engine.models.experiments import (
     DECISION_KINDS,
     EXPERIMENT_KINDS,
@@ -41,6 +41,7 @@ __all__ = [
     "Group",
     "GroupFlowRollup",
     "GroupRollup",
+    "InboxBatch",
     "LadderRollup",
     "Mailing",
     "QuarantinedEvent",

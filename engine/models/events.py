@@ -100,6 +100,25 @@ class WebhookBatch(Base):
     received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
 
+class InboxBatch(Base):
+    """A verified webhook request body, kept exactly as received until it is applied.
+
+    The endpoint stores the body and answers; an applier (``resistry events apply``) turns it
+    into events and outcomes and deletes it in one transaction (see :mod:`webhooks.inbox`). A
+    body whose application failed for a reason other than the database keeps its row, with
+    ``failure`` saying why, until staff retry it.
+    """
+
+    __tablename__ = "webhook_inbox"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    body: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    elements: so.Mapped[int]
+    received_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    failed_at: so.Mapped[datetime | None]
+    failure: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
+
 class Alert(Base):
     """Something staff must look at; an open ``sending_paused`` alert stops all mailings."""
 

@@ -56,6 +56,12 @@ def test_ingest_bench_runs_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
     ingest_bench.main(["--quick", "--backends", "sqlite"])
     figures = {row["name"]: row for row in json.loads((tmp_path / "ingest.json").read_text())}
-    assert figures["sqlite ingest"]["value"] > 0 and figures["sqlite baseline"]["value"] > 0
-    ratio = figures["sqlite ingest"]["value"] / figures["sqlite baseline"]["value"]
-    assert figures["sqlite ingest / baseline"]["value"] == pytest.approx(ratio, abs=0.01)
+    accepted, baseline = figures["sqlite ingest accepted"], figures["sqlite baseline"]
+    assert accepted["value"] > 0 and baseline["value"] > 0
+    ratio = accepted["value"] / baseline["value"]
+    assert figures["sqlite accepted / baseline"]["value"] == pytest.approx(ratio, abs=0.01)
+    applied = figures["sqlite ingest applied"]["value"]
+    assert 0 < applied <= accepted["value"]  # applying ends after accepting
+    assert figures["sqlite applied / baseline"]["value"] == pytest.approx(
+        applied / baseline["value"], abs=0.01
+    )

@@ -117,8 +117,13 @@ def test_parts_already_started_are_stopped_when_a_later_one_cannot_start(tmp_pat
 
 
 def test_the_simulator_posts_to_the_web_app_started_with_it() -> None:
-    simulator, web, scheduler = parts_for("0.0.0.0", 9100)
+    simulator, web, applier, scheduler = parts_for("0.0.0.0", 9100)
     assert simulator.argv[-2:] == ["--webhook-url", "http://127.0.0.1:9100/webhooks/sendgrid"]
     assert web.argv[-4:] == ["--host", "0.0.0.0", "--port", "9100"]
-    assert (web.stop_signal, scheduler.stop_signal) == (signal.SIGTERM, signal.SIGINT)
+    assert applier.argv[-3:] == ["events", "apply", "--follow"]
+    assert (web.stop_signal, applier.stop_signal, scheduler.stop_signal) == (
+        signal.SIGTERM,
+        signal.SIGTERM,
+        signal.SIGINT,
+    )
     assert parts_for("::1", 8000)[0].argv[-1] == "http://[::1]:8000/webhooks/sendgrid"

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -17,6 +18,7 @@ from engine.models import (
     Contact,
     Event,
     Experiment,
+    InboxBatch,
     Mailing,
     QuarantinedEvent,
     Recruiter,
@@ -25,7 +27,10 @@ from engine.models import (
     Variant,
     WebhookBatch,
 )
+from engine.settings import Settings
 from webhooks import wire
+from webhooks.inbox import DrainResult, drain
+from webhooks.turn import WriterTurn
 
 T0 = 1_795_000_000  # 2026-11-18T11:06:40Z, in seconds
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
@@ -126,13 +131,35 @@ def post(
     body: bytes | None = None,
     timestamp: str = "1795000000",
     headers: dict[str, str] | None = None,
+    apply: bool = True,
 ) -> TestResponse:
-    """POST a signed body (built from ``events`` unless ``body`` is given)."""
+    """POST a signed body (built from ``events`` unless ``body`` is given); once the endpoint
+    has stored it, apply the inbox as the applier process would (unless ``apply`` is false)."""
     if body is None:
         body = wire.build_body(events or [])
     all_headers = wire.signed_headers(key, body, timestamp)
     all_headers.update(headers or {})
-    return client.post("/webhooks/sendgrid", data=body, headers=all_headers)
+    response = client.post("/webhooks/sendgrid", data=body, headers=all_headers)
+    if apply and response.status_code == 200:
+        apply_inbox(client.application)
+    return response
+
+
+def apply_inbox(app: Flask, limit: int | None = None) -> DrainResult:
+    """Apply the pending webhook bodies of ``app``'s database (all, or ``limit``), as
+    ``resistry events apply`` does."""
+    return apply_pending(
+        app.extensions["resistry.sessions"], app.extensions["resistry.settings"], limit
+    )
+
+
+def apply_pending(
+    sessions: so.sessionmaker[so.Session], settings: Settings, limit: int | None = None
+) -> DrainResult:
+    """Apply the pending webhook bodies (all, or ``limit``), as ``resistry events apply``."""
+    turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
+    with sessions() as session:
+        return drain(session, settings.webhooks, turn, limit=limit)
 
 
 def send_row(session: so.Session, send: SendInfo) -> Send:
@@ -152,6 +179,7 @@ def variant(session: so.Session, variant_id: int) -> Variant:
 def counts(session: so.Session) -> dict[str, int]:
     """Rows per webhook table: the state that bad requests must leave alone."""
     tables = {
+        "inbox": InboxBatch,
         "events": Event,
         "quarantined": QuarantinedEvent,
         "batches": WebhookBatch,

@@ -1,4 +1,5 @@
-"""Two workers with their own connections ingest overlapping batches at the same moment."""
+"""Two workers with their own connections store overlapping batches at the same moment, and two
+appliers apply them at the same moment."""
 
 import random
 import threading
@@ -11,7 +12,7 @@ from engine.app import create_app
 from engine.db import session_factory
 from engine.models import Event, Variant, WebhookBatch
 from engine.settings import Settings
-from tests.webhooks.helpers import T0, event, post, seed_sends
+from tests.webhooks.helpers import T0, apply_inbox, event, post, seed_sends
 from webhooks import wire
 
 
@@ -35,12 +36,11 @@ def test_overlapping_concurrent_batches_count_once(
         if n % 4 == 0:
             events.append(event("spamreport", send, T0 + 4000))
     keyed = settings.replace(sendgrid={"webhook_public_key": wire.public_key_base64(signing_key)})
-    clients = [
-        create_app(
-            {"TESTING": True}, settings=keyed, sessions=session_factory(committed_engine)
-        ).test_client()
+    apps = [
+        create_app({"TESTING": True}, settings=keyed, sessions=session_factory(committed_engine))
         for _ in range(2)
     ]
+    clients = [app.test_client() for app in apps]
     rng = random.Random(7)
     third = len(events) // 3
     batches = [events[: 2 * third], events[third:]]
@@ -54,9 +54,11 @@ def test_overlapping_concurrent_batches_count_once(
             batch = list(batches[index])
             random.Random(seed).shuffle(batch)
             barrier.wait()
-            response = post(clients[index], signing_key, batch)
+            response = post(clients[index], signing_key, batch, apply=False)
+            barrier.wait()  # both bodies stored: now two appliers at once
+            applied = apply_inbox(apps[index], limit=1)
             with lock:
-                responses.append((response.status_code, response.json))
+                responses.append((response.status_code, applied))
 
         threads = [
             threading.Thread(target=worker, args=(i, barrier, round_number * 10 + i))
@@ -69,7 +71,8 @@ def test_overlapping_concurrent_batches_count_once(
         rng.shuffle(batches)
 
     assert [status for status, _ in responses] == [200] * 6
-    assert sum(body["stored"] for _, body in responses) == len(events)
+    assert sum(applied.applied for _, applied in responses) == 6
+    assert sum(applied.stored for _, applied in responses) == len(events)
     with committed_sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Event)) == len(events)
         assert session.scalar(sa.select(sa.func.sum(WebhookBatch.stored))) == len(events)

@@ -223,4 +223,5 @@ def test_http_batch_counts_in_the_stats(  # type: ignore[no-untyped-def]
         "opens": {"human": 1, "machine": 1},
         "clicks": {"human": 1, "scanner": 1},
         "unattributed": 1,
+        "inbox": {"pending": 0, "pending_events": 0, "oldest_pending_at": None, "set_aside": []},
     }

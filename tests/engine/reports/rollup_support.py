@@ -22,6 +22,7 @@ from engine.settings import Settings
 from engine.simulator import SimulatorHandle
 from engine.simulator.wire import encode_batch, load_or_create_key_pair, signed_headers
 from tests.variants.landing_support import form_fields
+from tests.webhooks.helpers import apply_inbox
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 ROLLUP_BY_NAME = {table.name: table for table in ROLLUP_TABLES}
@@ -79,6 +80,7 @@ class Site:
                 "/webhooks/sendgrid", data=body, headers=signed_headers(key, "1795000000", body)
             )
             assert response.status_code == 200, response.get_data(as_text=True)
+        apply_inbox(self.app)  # as the applier process does
 
     def email_link(self, code: str, send_id: int, group_slug: str | None = None) -> str:
         """The path of a recruiter's link from send ``send_id`` (plus ``?g=`` when given)."""

@@ -26,6 +26,7 @@ from engine.simulator.truth import TrueRates
 from engine.simulator.wire import load_or_create_key_pair, public_key_base64
 from tests.conftest import make_settings
 from tests.engine.sending import factories
+from tests.webhooks.helpers import apply_pending
 
 RECRUITERS = 5000
 # The simulator's hidden truth for this test: "urgent" is the subject that opens best.
@@ -112,6 +113,7 @@ def test_mailings_move_the_posteriors_and_promote_the_best_subject(loop: dict) -
             )
         assert report.sent > 0.95 * RECRUITERS and report.failed == 0
         assert simulator.flush() > report.sent  # processed, delivered, opens, clicks, …
+        assert apply_pending(sessions, settings).stored > report.sent  # the applier's work
         with sessions() as session:
             subject = session.scalar(sa.select(Experiment).where(Experiment.kind == "subject"))
             opens = [v.successes for v in subject.variants]

@@ -17,6 +17,7 @@ from engine.models import Event
 from engine.settings import Settings
 from engine.simulator import start_simulator, wire
 from tests.engine.simulator.support import mail
+from tests.webhooks.helpers import apply_pending
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def test_the_app_accepts_every_signed_batch_and_dedupes_the_duplicates(
         stats = handle.stats()
     finally:
         handle.stop()
+    apply_pending(committed_sessions, settings)  # as the applier process does
 
     assert stats["failed_posts"] == 0 and delivered == stats["events_queued"]
     assert stats["duplicates_queued"] > 0
