@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,12 +12,11 @@ import sqlalchemy.orm as so
 
 from engine.runtime import Runtime, pass_runtime
 from engine.suppressions import active_suppressions
-from webhooks.inbox import DrainResult, drain
+from webhooks.applier import run_applier, summary
+from webhooks.inbox import drain
 from webhooks.inbox import retry_set_aside as retry_set_aside_bodies
 from webhooks.report import event_stats
 from webhooks.turn import WriterTurn
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -84,47 +80,24 @@ def events_apply(runtime: Runtime, follow: bool, retry_set_aside: bool) -> None:
     from engine.logs import configure_logging
 
     settings = runtime.settings
-    turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
     if retry_set_aside:
         retried = _in_session(runtime, _retry_set_aside)
         click.echo(f"{retried} set-aside bodies are pending again")
     if not follow:
-        click.echo(_summary(_in_session(runtime, lambda s: drain(s, settings.webhooks, turn))))
+        turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
+        click.echo(summary(_in_session(runtime, lambda s: drain(s, settings.webhooks, turn))))
         return
+    runtime.close()  # the appliers open their own connections
     configure_logging(settings.web.log_format)
-    # SIGTERM stops like Ctrl-C: the body being applied is rolled back and stays pending.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     click.echo("applying webhook bodies as they arrive (Ctrl-C stops)")
-    try:
-        while True:
-            try:
-                with runtime.sessions() as session:
-                    result = drain(session, settings.webhooks, turn)
-            except sa.exc.SQLAlchemyError as exc:
-                log.error("webhook bodies not applied, database error: %s", exc.__class__.__name__)
-                result = DrainResult()
-            if result.applied or result.set_aside:
-                log.info("%s", _summary(result))
-            else:
-                time.sleep(settings.webhooks.apply_poll_seconds)
-    except KeyboardInterrupt:
-        click.echo("applier stopped")
+    run_applier(settings)
+    click.echo("applier stopped")
 
 
 def _retry_set_aside(session: so.Session) -> int:
     count = retry_set_aside_bodies(session)
     session.commit()
     return count
-
-
-def _summary(result: DrainResult) -> str:
-    text = (
-        f"applied {result.applied} webhook bodies: {result.received} events,"
-        f" {result.stored} new, {result.duplicates} duplicates, {result.quarantined} quarantined"
-    )
-    if result.set_aside:
-        text += f"; {result.set_aside} set aside (see `resistry events stats`)"
-    return text
 
 
 @click.group()

@@ -2,7 +2,13 @@
 arrival order, at its receipt time; a database error leaves it pending, a bug sets it aside."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,8 +16,11 @@ import sqlalchemy.orm as so
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask.testing import FlaskClient
 
+from engine import migrate
+from engine.db import create_db_engine, session_factory
 from engine.models import Event, InboxBatch, WebhookBatch
 from engine.settings import Settings
+from tests.conftest import make_settings
 from tests.webhooks.helpers import (
     NOW,
     T0,
@@ -20,6 +29,7 @@ from tests.webhooks.helpers import (
     counts,
     event,
     post,
+    seed_sends,
     send_row,
     variant,
 )
@@ -171,10 +181,49 @@ def test_stats_count_what_waits_in_the_inbox(  # type: ignore[no-untyped-def]
 
 
 def test_apply_on_an_unmigrated_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_settings
-
     settings = make_settings(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     runtime_sessions = so.sessionmaker(bind=sa.create_engine(settings.database.url))
     result = run(settings, runtime_sessions, "events", "apply")
     assert result.exit_code == 1
     assert "is it migrated? Run `resistry db upgrade`" in result.output
+
+
+def test_the_applier_process_applies_bodies_as_they_arrive_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'applier.sqlite3'}"
+    settings = make_settings(url)
+    engine = create_db_engine(settings)
+    migrate.upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        fixture = seed_sends(session, 2)
+    env = dict(os.environ, RESISTRY_DATABASE_URL=url, RESISTRY_SECRET_KEY="k" * 40)
+    applier = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "events", "apply", "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for send in fixture.sends:  # one body before the applier looks, one while it waits
+            with sessions.begin() as session:
+                body = wire.build_body([event("delivered", send, T0)])
+                inbox.enqueue(session, body, 1, NOW)
+            deadline = time.monotonic() + 30
+            while counts_of(sessions)["inbox"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+        state = counts_of(sessions)
+        assert (state["inbox"], state["events"], state["batches"]) == (0, 2, 2)
+    finally:
+        applier.send_signal(signal.SIGTERM)
+        output = applier.communicate(timeout=30)[0].decode()
+        engine.dispose()
+    assert applier.returncode == 0, output
+    assert "applied 1 webhook bodies: 1 events, 1 new" in output
+    assert output.rstrip().endswith("applier stopped")
+
+
+def counts_of(sessions: so.sessionmaker[so.Session]) -> dict[str, int]:
+    with sessions() as session:
+        return counts(session)
