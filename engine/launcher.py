@@ -127,7 +127,8 @@ def _exit_status(part: Part, killed: list[str]) -> str:
 @click.option("--port", default=8000, show_default=True, type=int)
 @pass_runtime
 def up(runtime: Runtime, host: str, port: int) -> None:
-    """Start the web app, the scheduler and the SendGrid simulator; Ctrl-C stops all three."""
+    """Start the web app, the webhook applier, the scheduler and the SendGrid simulator; Ctrl-C
+    stops them all."""
     from engine.simulator.wire import load_or_create_key_pair
 
     # The web app reads the webhook verification key at start-up: create it before anything runs.
