@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 def summary(result: DrainResult) -> str:
     """One line saying what a drain did."""
+    bodies = "body" if result.applied == 1 else "bodies"
     text = (
-        f"applied {result.applied} webhook bodies: {result.received} events,"
+        f"applied {result.applied} webhook {bodies}: {result.received} events,"
         f" {result.stored} new, {result.duplicates} duplicates, {result.quarantined} quarantined"
     )
     if result.set_aside:

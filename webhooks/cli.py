@@ -82,7 +82,7 @@ def events_apply(runtime: Runtime, follow: bool, retry_set_aside: bool) -> None:
     settings = runtime.settings
     if retry_set_aside:
         retried = _in_session(runtime, _retry_set_aside)
-        click.echo(f"{retried} set-aside bodies are pending again")
+        click.echo(f"set-aside bodies pending again: {retried}")
     if not follow:
         turn = WriterTurn(settings.database.url, settings.database.wal_checkpoint_seconds)
         click.echo(summary(_in_session(runtime, lambda s: drain(s, settings.webhooks, turn))))

@@ -151,8 +151,8 @@ def test_a_body_that_fails_otherwise_is_set_aside_and_the_rest_go_on(  # type: i
     monkeypatch.undo()
     result = run(webhook_settings, sessions, "events", "apply", "--retry-set-aside")
     assert result.exit_code == 0, result.output
-    assert "1 set-aside bodies are pending again" in result.output
-    assert "applied 1 webhook bodies: 1 events, 1 new" in result.output
+    assert "set-aside bodies pending again: 1" in result.output
+    assert "applied 1 webhook body: 1 events, 1 new" in result.output
     assert send_row(session, first).delivered_at is not None
     assert counts(session)["inbox"] == 0
 
@@ -220,7 +220,7 @@ def test_the_applier_process_applies_bodies_as_they_arrive_and_stops_on_sigterm(
         output = applier.communicate(timeout=30)[0].decode()
         engine.dispose()
     assert applier.returncode == 0, output
-    assert "applied 1 webhook bodies: 1 events, 1 new" in output
+    assert "applied 1 webhook body: 1 events, 1 new" in output
     assert output.rstrip().endswith("applier stopped")
 
 
