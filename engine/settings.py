@@ -210,6 +210,7 @@ class WebhookSettings:
     scanner_burst_links: int = 3
     scanner_burst_seconds: int = 5
     apply_poll_seconds: float = 0.05
+    applier_nice: int = 10
 
     def validate(self) -> None:
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be ≥ 1024")
@@ -219,6 +220,7 @@ class WebhookSettings:
         _check(self.scanner_burst_links >= 2, "scanner_burst_links must be ≥ 2")
         _check(self.scanner_burst_seconds >= 0, "scanner_burst_seconds must be ≥ 0")
         _check(0.001 <= self.apply_poll_seconds <= 60, "apply_poll_seconds must be in [0.001, 60]")
+        _check(0 <= self.applier_nice <= 19, "applier_nice must be in [0, 19]")
 
 
 @dataclass(frozen=True)
